@@ -1,0 +1,18 @@
+//! The 402claw dispatcher Worker.
+//!
+//! A request flows one way: resolve the tenant ([`route`]), load its config (registry object,
+//! cached by [`config_cache`]), then dispatch to the tenant's Worker in the namespace with
+//! its plan's custom limits. Pure rules live in modules that build natively; the Worker glue
+//! is in `edge`, built only for wasm32.
+
+pub mod auth;
+pub mod config_cache;
+pub mod forward;
+pub mod route;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+/// The Durable Object classes this Worker exports (wrangler.toml names them).
+#[cfg(target_arch = "wasm32")]
+pub use claw_durable::registry::object::TenantRegistry;

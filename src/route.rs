@@ -1,0 +1,111 @@
+//! Which part of the platform a request is for: a tenant (by path or by host), the
+//! platform's own API, or nothing.
+
+use claw_durable::problem::Problem;
+use claw_durable::tenant::validate_slug;
+
+pub const PLATFORM_PREFIX: &str = "/__platform";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `/__platform/...`; `rest` is the path after the prefix, starting with `/`.
+    Platform { rest: String },
+    /// A tenant; `rest` is the path the tenant sees, starting with `/`, still encoded.
+    Tenant { slug: String, rest: String },
+    /// `/` on the platform host.
+    Index,
+}
+
+/// Resolves a request from its `Host` (port allowed) and its encoded path.
+///
+/// `{slug}.{platform_domain}` selects a tenant by host; otherwise `/t/{slug}/...` does. The
+/// platform API lives under `/__platform` on every host, so no tenant can shadow it.
+pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, Problem> {
+    if path == PLATFORM_PREFIX || path.starts_with("/__platform/") {
+        let rest = &path[PLATFORM_PREFIX.len()..];
+        return Ok(Target::Platform { rest: if rest.is_empty() { "/".into() } else { rest.into() } });
+    }
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    if let Some(slug) = tenant_from_host(host, platform_domain) {
+        checked_slug(slug)?;
+        return Ok(Target::Tenant { slug: slug.into(), rest: path.into() });
+    }
+    if let Some(after) = path.strip_prefix("/t/") {
+        let (slug, rest) = match after.find('/') {
+            Some(i) => (&after[..i], &after[i..]),
+            None => (after, "/"),
+        };
+        checked_slug(slug)?;
+        return Ok(Target::Tenant { slug: slug.into(), rest: rest.into() });
+    }
+    if path == "/" {
+        return Ok(Target::Index);
+    }
+    Err(Problem::new(404, "route_not_found", "No such route")
+        .detail("tenants are reached at /t/{slug}/... or {slug}.<platform domain>"))
+}
+
+fn tenant_from_host<'h>(host: &'h str, platform_domain: &str) -> Option<&'h str> {
+    if platform_domain.is_empty() || host.len() <= platform_domain.len() + 1 {
+        return None;
+    }
+    let split = host.len() - platform_domain.len();
+    let (label, domain) = host.split_at(split);
+    let label = label.strip_suffix('.')?;
+    (domain.eq_ignore_ascii_case(platform_domain) && !label.contains('.')).then_some(label)
+}
+
+fn checked_slug(slug: &str) -> Result<(), Problem> {
+    validate_slug(slug).map_err(|reason| {
+        Problem::new(400, "invalid_slug", "Invalid tenant slug").detail(format!("the slug {reason}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "402claw.dev";
+
+    fn tenant(slug: &str, rest: &str) -> Result<Target, Problem> {
+        Ok(Target::Tenant { slug: slug.into(), rest: rest.into() })
+    }
+
+    #[test]
+    fn path_routing() {
+        assert_eq!(resolve("localhost:8787", "/t/demo-fn/hello", D), tenant("demo-fn", "/hello"));
+        assert_eq!(resolve("localhost:8787", "/t/demo-fn", D), tenant("demo-fn", "/"));
+        assert_eq!(resolve("localhost:8787", "/t/demo-fn/", D), tenant("demo-fn", "/"));
+        assert_eq!(resolve("x", "/t/demo-fn/a%2Fb/../c", D), tenant("demo-fn", "/a%2Fb/../c"));
+        assert_eq!(resolve("localhost", "/", D), Ok(Target::Index));
+        assert_eq!(resolve("localhost", "/__platform/tenants", D), Ok(Target::Platform { rest: "/tenants".into() }));
+        assert_eq!(resolve("localhost", "/__platform", D), Ok(Target::Platform { rest: "/".into() }));
+        assert_eq!(resolve("localhost", "/__platformx", D).unwrap_err().code, "route_not_found");
+        assert_eq!(resolve("localhost", "/nope", D).unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn host_routing() {
+        assert_eq!(resolve("demo-fn.402claw.dev", "/x?y", D), tenant("demo-fn", "/x?y"));
+        assert_eq!(resolve("demo-fn.402CLAW.dev:443", "/", D), tenant("demo-fn", "/"));
+        // Host routing wins over the path form, so /t/ is an ordinary tenant path there.
+        assert_eq!(resolve("demo-fn.402claw.dev", "/t/other/x", D), tenant("demo-fn", "/t/other/x"));
+        assert_eq!(resolve("402claw.dev", "/t/demo-fn/x", D), tenant("demo-fn", "/x"));
+        // Deeper subdomains and look-alike domains are not tenants.
+        assert_eq!(resolve("a.b.402claw.dev", "/x", D).unwrap_err().code, "route_not_found");
+        assert_eq!(resolve("demo-fn.evil402claw.dev", "/x", D).unwrap_err().code, "route_not_found");
+        assert_eq!(resolve("demo-fn.402claw.dev.evil.com", "/", D), Ok(Target::Index));
+        assert_eq!(resolve("demo-fn.402claw.dev", "/__platform/tenants", D), Ok(Target::Platform { rest: "/tenants".into() }));
+    }
+
+    #[test]
+    fn bad_slugs_are_400() {
+        for path in ["/t/", "/t//x", "/t/A/x", "/t/a--b", "/t/%61%62/x", "/t/www/x"] {
+            assert_eq!(resolve("localhost", path, D).unwrap_err().code, "invalid_slug", "{path}");
+        }
+        assert_eq!(resolve("Bad_Host.402claw.dev", "/", D).unwrap_err().code, "invalid_slug");
+    }
+}
