@@ -25,7 +25,7 @@ pub fn forward_request_header(name: &str, connection_tokens: &[String]) -> bool 
     !(HOP_BY_HOP.contains(&name.as_str())
         || PLATFORM_REQUEST_HEADERS.contains(&name.as_str())
         || name.starts_with(PLATFORM_HEADER_PREFIX)
-        || connection_tokens.iter().any(|t| *t == name))
+        || connection_tokens.contains(&name))
 }
 
 /// Whether a tenant's response header goes back to the caller.

@@ -4,7 +4,7 @@
 //! `GET /tenants?after=&limit=`, `GET|PUT|DELETE /tenants/{slug}`,
 //! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`.
 
-use worker::{durable_object, Env, Method, Request, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
 use super::{Registry, TenantStatus, DEFAULT_PAGE};
 use crate::http::{json, now_ms, problem};

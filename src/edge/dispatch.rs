@@ -1,0 +1,148 @@
+//! Dispatch to a tenant's Worker in the Workers for Platforms namespace.
+//!
+//! workers-rs's `DynamicDispatcher::get` passes no options, so the namespace's
+//! `get(name, args, options)` is bound here directly, to pass the plan's custom limits
+//! `{limits: {cpuMs, subRequests}}` on every call.
+
+use claw_durable::problem::Problem;
+use claw_durable::tenant::{CustomLimits, ResourceType, TenantConfig};
+use worker::js_sys::{Object, Promise, Reflect};
+use worker::wasm_bindgen::prelude::*;
+use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys;
+use worker::{Env, Request, Response, Url};
+
+use super::bindings::DISPATCHER;
+use crate::forward::{connection_tokens, forward_request_header, forward_response_header};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The dispatch namespace binding (`[[dispatch_namespaces]]` in wrangler.toml).
+    #[wasm_bindgen(js_name = Object)]
+    type DispatchNamespace;
+
+    #[wasm_bindgen(method, catch, js_name = get)]
+    fn get_with_options(
+        this: &DispatchNamespace,
+        name: &str,
+        args: &JsValue,
+        options: &JsValue,
+    ) -> Result<UserWorker, JsValue>;
+
+    /// A user Worker's fetcher, as the namespace returns it.
+    #[wasm_bindgen(js_name = Object)]
+    type UserWorker;
+
+    #[wasm_bindgen(method, catch, js_name = fetch)]
+    fn fetch(this: &UserWorker, request: &web_sys::Request) -> Result<Promise, JsValue>;
+}
+
+/// The options object `{limits: {cpuMs, subRequests}}`.
+fn options(limits: CustomLimits) -> Result<JsValue, JsValue> {
+    let l = Object::new();
+    Reflect::set(&l, &"cpuMs".into(), &limits.cpu_ms.into())?;
+    Reflect::set(&l, &"subRequests".into(), &limits.sub_requests.into())?;
+    let o = Object::new();
+    Reflect::set(&o, &"limits".into(), &l)?;
+    Ok(o.into())
+}
+
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<worker::js_sys::Error>()
+        .map(|err| String::from(err.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_default()
+}
+
+/// Forwards the caller's request to the tenant and returns the tenant's answer, streamed.
+pub async fn to_tenant(req: Request, env: &Env, config: &TenantConfig, url: &Url, rest: &str) -> Result<Response, Problem> {
+    let worker_name = match (config.resource_type, config.worker_name.as_deref()) {
+        (ResourceType::Function | ResourceType::Dataset, Some(name)) => name,
+        (ResourceType::Proxy, _) => {
+            return Err(Problem::new(501, "proxy_not_available", "Proxy tenants are not served yet"))
+        }
+        (_, None) => return Err(Problem::internal("tenant has no worker name")),
+    };
+    let namespace = Reflect::get(env.as_ref(), &DISPATCHER.into())
+        .ok()
+        .filter(|v| v.is_object())
+        .ok_or_else(|| Problem::new(503, "dispatch_unavailable", "Dispatch namespace not bound"))?
+        .unchecked_into::<DispatchNamespace>();
+    let forwarded = forward_request(&req, url, rest).map_err(|e| {
+        worker::console_error!("building the forwarded request failed: {}", js_message(&e));
+        Problem::new(400, "invalid_request", "Request could not be forwarded")
+    })?;
+    let opts = options(config.plan.limits()).map_err(|_| Problem::internal("building dispatch options"))?;
+    let user_worker = namespace
+        .get_with_options(worker_name, &JsValue::UNDEFINED, &opts)
+        .map_err(|e| tenant_failure(worker_name, &e))?;
+    let promise = user_worker.fetch(&forwarded).map_err(|e| tenant_failure(worker_name, &e))?;
+    let answer = JsFuture::from(promise).await.map_err(|e| tenant_failure(worker_name, &e))?;
+    let answer: web_sys::Response = answer
+        .dyn_into()
+        .map_err(|_| Problem::new(502, "tenant_worker_failed", "Tenant Worker failed"))?;
+    stream_back(answer).map_err(|_| Problem::new(502, "tenant_worker_failed", "Tenant Worker failed"))
+}
+
+/// The namespace throws `Worker not found` for a script it does not hold; anything else
+/// thrown is the tenant's own failure (exception, exceeded limits). Neither reveals details.
+fn tenant_failure(worker_name: &str, e: &JsValue) -> Problem {
+    let message = js_message(e);
+    worker::console_error!("dispatch to {worker_name} failed: {message}");
+    if message.to_ascii_lowercase().contains("worker not found") {
+        Problem::new(502, "tenant_worker_missing", "Tenant Worker not deployed")
+            .detail("the tenant's Worker is not in the dispatch namespace")
+    } else {
+        Problem::new(502, "tenant_worker_failed", "Tenant Worker failed")
+    }
+}
+
+/// The caller's request as the tenant sees it: same method, body (streamed) and query, the
+/// path remainder, headers minus hop-by-hop and platform ones, plus `x-claw-tenant`.
+fn forward_request(req: &Request, url: &Url, rest: &str) -> Result<web_sys::Request, JsValue> {
+    let inner = req.inner();
+    let tokens = connection_tokens(inner.headers().get("connection")?.as_deref());
+    let headers = web_sys::Headers::new()?;
+    for pair in inner.headers().entries() {
+        let pair: worker::js_sys::Array = pair?.unchecked_into();
+        let (name, value) = (pair.get(0).as_string().unwrap_or_default(), pair.get(1).as_string().unwrap_or_default());
+        if forward_request_header(&name, &tokens) {
+            headers.append(&name, &value)?;
+        }
+    }
+    let mut target = format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or("tenant.internal"), rest);
+    if let Some(port) = url.port() {
+        target = format!("{}://{}:{}{}", url.scheme(), url.host_str().unwrap_or("tenant.internal"), port, rest);
+    }
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method(&inner.method());
+    init.set_headers(&headers);
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    if let Some(body) = inner.body() {
+        init.set_body(&body);
+    }
+    web_sys::Request::new_with_str_and_init(&target, &init)
+}
+
+/// The tenant's response with its body streamed through and hop-by-hop headers dropped.
+fn stream_back(answer: web_sys::Response) -> Result<Response, JsValue> {
+    let headers = web_sys::Headers::new()?;
+    for pair in answer.headers().entries() {
+        let pair: worker::js_sys::Array = pair?.unchecked_into();
+        let (name, value) = (pair.get(0).as_string().unwrap_or_default(), pair.get(1).as_string().unwrap_or_default());
+        if forward_response_header(&name) {
+            headers.append(&name, &value)?;
+        }
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(answer.status());
+    init.set_status_text(&answer.status_text());
+    init.set_headers(&headers);
+    let out = web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
+    Ok(Response::from(out))
+}

@@ -1,0 +1,48 @@
+//! The Worker glue: reads the request and the environment, calls the pure rules, answers.
+//!
+//! Nothing here may panic or let a JS exception escape: every failure becomes a
+//! problem+json response (see [`respond::problem`]).
+
+mod admin;
+mod bindings;
+mod dispatch;
+mod registry_client;
+mod respond;
+
+use claw_durable::problem::Problem;
+use claw_durable::registry::TenantStatus;
+use worker::{event, Context, Env, Request, Response, Result};
+
+use crate::route::{resolve, Target};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let outcome = handle(req, &env).await;
+    Ok(outcome.unwrap_or_else(|p| respond::problem(&p)))
+}
+
+async fn handle(req: Request, env: &Env) -> std::result::Result<Response, Problem> {
+    let url = req.url().map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
+    let host = req.headers().get("host").ok().flatten().or_else(|| url.host_str().map(str::to_owned));
+    let platform_domain = bindings::var(env, bindings::PLATFORM_DOMAIN).unwrap_or_default();
+    match resolve(host.as_deref().unwrap_or(""), url.path(), &platform_domain)? {
+        Target::Platform { rest } => admin::handle(req, env, &rest, url.query()).await,
+        Target::Index => respond::json(
+            200,
+            &serde_json::json!({
+                "service": "402claw edge",
+                "tenants": "/t/{slug}/... or {slug}.<platform domain>",
+            }),
+        ),
+        Target::Tenant { slug, rest } => {
+            let record = registry_client::tenant(env, &slug).await?.ok_or_else(|| {
+                Problem::new(404, "tenant_not_found", "Tenant not found").detail(format!("no tenant {slug:?}"))
+            })?;
+            if record.status == TenantStatus::Suspended {
+                return Err(Problem::new(403, "tenant_suspended", "Tenant suspended")
+                    .detail(format!("tenant {slug:?} is suspended")));
+            }
+            dispatch::to_tenant(req, env, &record.config, &url, &rest).await
+        }
+    }
+}
