@@ -1,0 +1,126 @@
+// The local platform on workerd, through Miniflare's API: the built dispatcher (with its
+// Durable Objects, from wrangler.toml), the sample tenant Workers, and the Workers for
+// Platforms namespace emulator from tests/fakes/ bound as DISPATCHER.
+//
+// Used by scripts/dev (interactive), the end-to-end tests and the benchmarks. No wrangler
+// dev proxy sits in front: requests go straight to workerd's socket, and the inspector is
+// off unless asked for.
+
+import { Miniflare, Log, LogLevel } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import path from "node:path";
+import fs from "node:fs";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+/// The admin token of local runs only; production takes it from a Worker secret.
+export const DEV_ADMIN_TOKEN = "local-dev-admin-token";
+
+/// User Workers in the local namespace: script name -> module files (first is the entry).
+export const TENANT_WORKERS = {
+  "demo-fn": ["tests/tenants/demo-fn.js"],
+  "demo-dataset": ["tests/tenants/demo-dataset.js", "tests/tenants/cities.csv"],
+};
+
+/// The demo tenants registered by scripts/dev (and used by tests and benchmarks).
+export const DEMO_TENANTS = {
+  "demo-fn": { resourceType: "function", workerName: "demo-fn", plan: "free" },
+  "demo-dataset": { resourceType: "dataset", workerName: "demo-dataset", plan: "pro" },
+};
+
+function tenantWorker(name, files) {
+  return {
+    name,
+    compatibilityDate: "2026-04-20",
+    modulesRoot: ROOT,
+    modules: files.map((f) => ({
+      type: f.endsWith(".js") ? "ESModule" : "Text",
+      path: path.join(ROOT, f),
+    })),
+  };
+}
+
+/**
+ * Starts the platform on workerd. Returns { url, directUrls, mf, dispose }.
+ * - persistDir: Durable Object state lives here (survives restarts); null for in-memory.
+ * - port: dispatcher port (0 picks a free one). Tenant Workers also get direct ports when
+ *   `directTenantPorts` is set, for side-by-side benchmarks.
+ * - vars: extra bindings for the dispatcher (strings), e.g. tokens.
+ */
+export async function startLocal({
+  persistDir = path.join(ROOT, ".state"),
+  port = 0,
+  host = "127.0.0.1",
+  vars = {},
+  directTenantPorts = false,
+  verbose = false,
+} = {}) {
+  const main = path.join(ROOT, "build/index.js");
+  if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
+  // wrangler warns that dispatch namespaces do not run locally; the emulator below is why.
+  const logLevel = process.env.WRANGLER_LOG;
+  process.env.WRANGLER_LOG = "error";
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(path.join(ROOT, "wrangler.toml"));
+  if (logLevel === undefined) delete process.env.WRANGLER_LOG;
+  else process.env.WRANGLER_LOG = logLevel;
+  delete workerOptions.dispatchNamespaces;
+  const dispatcher = {
+    ...workerOptions,
+    name: "claw-dispatcher",
+    modulesRoot: path.join(ROOT, "build"),
+    modules: [
+      { type: "ESModule", path: main },
+      { type: "CompiledWasm", path: path.join(ROOT, "build/index_bg.wasm") },
+    ],
+    bindings: {
+      ...workerOptions.bindings,
+      PLATFORM_DOMAIN: "localhost",
+      PLATFORM_ADMIN_TOKEN: DEV_ADMIN_TOKEN,
+      ...vars,
+    },
+    wrappedBindings: { DISPATCHER: { scriptName: "wfp-dispatch-namespace" } },
+  };
+  delete dispatcher.modulesRules;
+  const namespace = {
+    name: "wfp-dispatch-namespace",
+    modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/wfp_dispatch_namespace.js") }],
+    modulesRoot: ROOT,
+    serviceBindings: Object.fromEntries(Object.keys(TENANT_WORKERS).map((n) => [n, n])),
+  };
+  const tenants = Object.entries(TENANT_WORKERS).map(([name, files], i) => {
+    const w = tenantWorker(name, files);
+    if (directTenantPorts) w.unsafeDirectSockets = [{ host, port: 0 }];
+    return w;
+  });
+  const mf = new Miniflare({
+    host,
+    port,
+    log: new Log(verbose ? LogLevel.INFO : LogLevel.WARN),
+    // No network here: use Miniflare's placeholder request.cf instead of fetching one.
+    cf: false,
+    durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
+    workers: [dispatcher, namespace, ...tenants],
+  });
+  const url = await mf.ready;
+  const directUrls = {};
+  if (directTenantPorts) {
+    for (const name of Object.keys(TENANT_WORKERS)) {
+      directUrls[name] = await mf.unsafeGetDirectURL(name);
+    }
+  }
+  return { url: url.toString().replace(/\/$/, ""), directUrls, mf, dispose: () => mf.dispose() };
+}
+
+/// Registers (creates or replaces) the demo tenants through the admin API.
+export async function seedDemoTenants(baseUrl, token = DEV_ADMIN_TOKEN, tenants = DEMO_TENANTS) {
+  for (const [slug, config] of Object.entries(tenants)) {
+    const res = await fetch(`${baseUrl}/__platform/tenants/${slug}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(config),
+    });
+    if (res.status !== 200 && res.status !== 201) {
+      throw new Error(`seeding ${slug}: ${res.status} ${await res.text()}`);
+    }
+  }
+}

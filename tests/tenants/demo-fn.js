@@ -1,0 +1,50 @@
+// Sample "function" tenant: a creator's own Worker, deployed into the dispatch namespace.
+// /hello answers a greeting; /echo shows what the tenant received (method, path, query,
+// headers, body, and the custom limits the dispatcher asked the namespace for).
+export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    switch (url.pathname) {
+      case "/hello":
+        return Response.json({ hello: url.searchParams.get("name") ?? "world" });
+      case "/echo": {
+        const body = await request.text();
+        const limits = request.headers.get("x-wfp-emulator-limits");
+        return Response.json({
+          method: request.method,
+          path: url.pathname,
+          query: url.search,
+          headers: Object.fromEntries(request.headers),
+          bodyLength: body.length,
+          bodySha: await sha256(body),
+          dispatchLimits: limits ? JSON.parse(limits) : null,
+        });
+      }
+      case "/status": {
+        const code = Number(url.searchParams.get("code") ?? "200");
+        return new Response(`status ${code}`, { status: code, headers: { "x-demo": "status" } });
+      }
+      case "/stream": {
+        const chunks = Number(url.searchParams.get("chunks") ?? "3");
+        const enc = new TextEncoder();
+        let i = 0;
+        const body = new ReadableStream({
+          pull(controller) {
+            if (i >= chunks) return controller.close();
+            controller.enqueue(enc.encode(`chunk ${i++}\n`));
+          },
+        });
+        return new Response(body, { headers: { "content-type": "text/plain" } });
+      }
+      case "/throw":
+        throw new Error("a bug in the tenant's code");
+      default:
+        return Response.json({ error: "not found", path: url.pathname }, { status: 404 });
+    }
+  },
+};
+
+async function sha256(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
