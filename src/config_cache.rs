@@ -16,7 +16,9 @@ pub struct ConfigCache<V> {
 
 impl<V: Clone> Default for ConfigCache<V> {
     fn default() -> Self {
-        ConfigCache { entries: HashMap::new() }
+        ConfigCache {
+            entries: HashMap::new(),
+        }
     }
 }
 

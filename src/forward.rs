@@ -51,10 +51,24 @@ mod tests {
     #[test]
     fn request_headers() {
         let conn = connection_tokens(Some("keep-alive, X-Secret-Hop"));
-        for keep in ["accept", "content-type", "authorization", "x-api-key", "user-agent"] {
+        for keep in [
+            "accept",
+            "content-type",
+            "authorization",
+            "x-api-key",
+            "user-agent",
+        ] {
             assert!(forward_request_header(keep, &conn), "{keep}");
         }
-        for drop in ["Connection", "transfer-encoding", "X-PAYMENT", "payment-signature", "x-claw-tenant", "X-Secret-Hop", "host"] {
+        for drop in [
+            "Connection",
+            "transfer-encoding",
+            "X-PAYMENT",
+            "payment-signature",
+            "x-claw-tenant",
+            "X-Secret-Hop",
+            "host",
+        ] {
             assert!(!forward_request_header(drop, &conn), "{drop}");
         }
     }

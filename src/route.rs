@@ -23,7 +23,13 @@ pub enum Target {
 pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, Problem> {
     if path == PLATFORM_PREFIX || path.starts_with("/__platform/") {
         let rest = &path[PLATFORM_PREFIX.len()..];
-        return Ok(Target::Platform { rest: if rest.is_empty() { "/".into() } else { rest.into() } });
+        return Ok(Target::Platform {
+            rest: if rest.is_empty() {
+                "/".into()
+            } else {
+                rest.into()
+            },
+        });
     }
     let host = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -31,7 +37,10 @@ pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, 
     };
     if let Some(slug) = tenant_from_host(host, platform_domain) {
         checked_slug(slug)?;
-        return Ok(Target::Tenant { slug: slug.into(), rest: path.into() });
+        return Ok(Target::Tenant {
+            slug: slug.into(),
+            rest: path.into(),
+        });
     }
     if let Some(after) = path.strip_prefix("/t/") {
         let (slug, rest) = match after.find('/') {
@@ -39,7 +48,10 @@ pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, 
             None => (after, "/"),
         };
         checked_slug(slug)?;
-        return Ok(Target::Tenant { slug: slug.into(), rest: rest.into() });
+        return Ok(Target::Tenant {
+            slug: slug.into(),
+            rest: rest.into(),
+        });
     }
     if path == "/" {
         return Ok(Target::Index);
@@ -60,7 +72,8 @@ fn tenant_from_host<'h>(host: &'h str, platform_domain: &str) -> Option<&'h str>
 
 fn checked_slug(slug: &str) -> Result<(), Problem> {
     validate_slug(slug).map_err(|reason| {
-        Problem::new(400, "invalid_slug", "Invalid tenant slug").detail(format!("the slug {reason}"))
+        Problem::new(400, "invalid_slug", "Invalid tenant slug")
+            .detail(format!("the slug {reason}"))
     })
 }
 
@@ -71,41 +84,109 @@ mod tests {
     const D: &str = "402claw.dev";
 
     fn tenant(slug: &str, rest: &str) -> Result<Target, Problem> {
-        Ok(Target::Tenant { slug: slug.into(), rest: rest.into() })
+        Ok(Target::Tenant {
+            slug: slug.into(),
+            rest: rest.into(),
+        })
     }
 
     #[test]
     fn path_routing() {
-        assert_eq!(resolve("localhost:8787", "/t/demo-fn/hello", D), tenant("demo-fn", "/hello"));
-        assert_eq!(resolve("localhost:8787", "/t/demo-fn", D), tenant("demo-fn", "/"));
-        assert_eq!(resolve("localhost:8787", "/t/demo-fn/", D), tenant("demo-fn", "/"));
-        assert_eq!(resolve("x", "/t/demo-fn/a%2Fb/../c", D), tenant("demo-fn", "/a%2Fb/../c"));
+        assert_eq!(
+            resolve("localhost:8787", "/t/demo-fn/hello", D),
+            tenant("demo-fn", "/hello")
+        );
+        assert_eq!(
+            resolve("localhost:8787", "/t/demo-fn", D),
+            tenant("demo-fn", "/")
+        );
+        assert_eq!(
+            resolve("localhost:8787", "/t/demo-fn/", D),
+            tenant("demo-fn", "/")
+        );
+        assert_eq!(
+            resolve("x", "/t/demo-fn/a%2Fb/../c", D),
+            tenant("demo-fn", "/a%2Fb/../c")
+        );
         assert_eq!(resolve("localhost", "/", D), Ok(Target::Index));
-        assert_eq!(resolve("localhost", "/__platform/tenants", D), Ok(Target::Platform { rest: "/tenants".into() }));
-        assert_eq!(resolve("localhost", "/__platform", D), Ok(Target::Platform { rest: "/".into() }));
-        assert_eq!(resolve("localhost", "/__platformx", D).unwrap_err().code, "route_not_found");
+        assert_eq!(
+            resolve("localhost", "/__platform/tenants", D),
+            Ok(Target::Platform {
+                rest: "/tenants".into()
+            })
+        );
+        assert_eq!(
+            resolve("localhost", "/__platform", D),
+            Ok(Target::Platform { rest: "/".into() })
+        );
+        assert_eq!(
+            resolve("localhost", "/__platformx", D).unwrap_err().code,
+            "route_not_found"
+        );
         assert_eq!(resolve("localhost", "/nope", D).unwrap_err().status, 404);
     }
 
     #[test]
     fn host_routing() {
-        assert_eq!(resolve("demo-fn.402claw.dev", "/x?y", D), tenant("demo-fn", "/x?y"));
-        assert_eq!(resolve("demo-fn.402CLAW.dev:443", "/", D), tenant("demo-fn", "/"));
+        assert_eq!(
+            resolve("demo-fn.402claw.dev", "/x?y", D),
+            tenant("demo-fn", "/x?y")
+        );
+        assert_eq!(
+            resolve("demo-fn.402CLAW.dev:443", "/", D),
+            tenant("demo-fn", "/")
+        );
         // Host routing wins over the path form, so /t/ is an ordinary tenant path there.
-        assert_eq!(resolve("demo-fn.402claw.dev", "/t/other/x", D), tenant("demo-fn", "/t/other/x"));
-        assert_eq!(resolve("402claw.dev", "/t/demo-fn/x", D), tenant("demo-fn", "/x"));
+        assert_eq!(
+            resolve("demo-fn.402claw.dev", "/t/other/x", D),
+            tenant("demo-fn", "/t/other/x")
+        );
+        assert_eq!(
+            resolve("402claw.dev", "/t/demo-fn/x", D),
+            tenant("demo-fn", "/x")
+        );
         // Deeper subdomains and look-alike domains are not tenants.
-        assert_eq!(resolve("a.b.402claw.dev", "/x", D).unwrap_err().code, "route_not_found");
-        assert_eq!(resolve("demo-fn.evil402claw.dev", "/x", D).unwrap_err().code, "route_not_found");
-        assert_eq!(resolve("demo-fn.402claw.dev.evil.com", "/", D), Ok(Target::Index));
-        assert_eq!(resolve("demo-fn.402claw.dev", "/__platform/tenants", D), Ok(Target::Platform { rest: "/tenants".into() }));
+        assert_eq!(
+            resolve("a.b.402claw.dev", "/x", D).unwrap_err().code,
+            "route_not_found"
+        );
+        assert_eq!(
+            resolve("demo-fn.evil402claw.dev", "/x", D)
+                .unwrap_err()
+                .code,
+            "route_not_found"
+        );
+        assert_eq!(
+            resolve("demo-fn.402claw.dev.evil.com", "/", D),
+            Ok(Target::Index)
+        );
+        assert_eq!(
+            resolve("demo-fn.402claw.dev", "/__platform/tenants", D),
+            Ok(Target::Platform {
+                rest: "/tenants".into()
+            })
+        );
     }
 
     #[test]
     fn bad_slugs_are_400() {
-        for path in ["/t/", "/t//x", "/t/A/x", "/t/a--b", "/t/%61%62/x", "/t/www/x"] {
-            assert_eq!(resolve("localhost", path, D).unwrap_err().code, "invalid_slug", "{path}");
+        for path in [
+            "/t/",
+            "/t//x",
+            "/t/A/x",
+            "/t/a--b",
+            "/t/%61%62/x",
+            "/t/www/x",
+        ] {
+            assert_eq!(
+                resolve("localhost", path, D).unwrap_err().code,
+                "invalid_slug",
+                "{path}"
+            );
         }
-        assert_eq!(resolve("Bad_Host.402claw.dev", "/", D).unwrap_err().code, "invalid_slug");
+        assert_eq!(
+            resolve("Bad_Host.402claw.dev", "/", D).unwrap_err().code,
+            "invalid_slug"
+        );
     }
 }

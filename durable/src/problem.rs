@@ -24,7 +24,10 @@ pub struct Problem {
 impl Serialize for Problem {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", &format!("https://402claw.dev/problems/{}", self.code))?;
+        m.serialize_entry(
+            "type",
+            &format!("https://402claw.dev/problems/{}", self.code),
+        )?;
         m.serialize_entry("title", &self.title)?;
         m.serialize_entry("status", &self.status)?;
         m.serialize_entry("code", &self.code)?;
@@ -40,7 +43,13 @@ impl Serialize for Problem {
 
 impl Problem {
     pub fn new(status: u16, code: &'static str, title: &'static str) -> Self {
-        Problem { status, code: Cow::Borrowed(code), title: Cow::Borrowed(title), detail: None, field: None }
+        Problem {
+            status,
+            code: Cow::Borrowed(code),
+            title: Cow::Borrowed(title),
+            detail: None,
+            field: None,
+        }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {

@@ -43,8 +43,9 @@ function tenantWorker(name, files) {
 /**
  * Starts the platform on workerd. Returns { url, directUrls, mf, dispose }.
  * - persistDir: Durable Object state lives here (survives restarts); null for in-memory.
- * - port: dispatcher port (0 picks a free one). Tenant Workers also get direct ports when
- *   `directTenantPorts` is set, for side-by-side benchmarks.
+ * - port: dispatcher port (0 picks a free one).
+ * - directSockets: also give the dispatcher and each tenant Worker a socket of its own that
+ *   bypasses Miniflare's entry worker (directUrls[name]), for side-by-side benchmarks.
  * - vars: extra bindings for the dispatcher (strings), e.g. tokens.
  */
 export async function startLocal({
@@ -52,7 +53,7 @@ export async function startLocal({
   port = 0,
   host = "127.0.0.1",
   vars = {},
-  directTenantPorts = false,
+  directSockets = false,
   verbose = false,
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
@@ -81,15 +82,16 @@ export async function startLocal({
     wrappedBindings: { DISPATCHER: { scriptName: "wfp-dispatch-namespace" } },
   };
   delete dispatcher.modulesRules;
+  if (directSockets) dispatcher.unsafeDirectSockets = [{ host, port: 0 }];
   const namespace = {
     name: "wfp-dispatch-namespace",
     modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/wfp_dispatch_namespace.js") }],
     modulesRoot: ROOT,
     serviceBindings: Object.fromEntries(Object.keys(TENANT_WORKERS).map((n) => [n, n])),
   };
-  const tenants = Object.entries(TENANT_WORKERS).map(([name, files], i) => {
+  const tenants = Object.entries(TENANT_WORKERS).map(([name, files]) => {
     const w = tenantWorker(name, files);
-    if (directTenantPorts) w.unsafeDirectSockets = [{ host, port: 0 }];
+    if (directSockets) w.unsafeDirectSockets = [{ host, port: 0 }];
     return w;
   });
   const mf = new Miniflare({
@@ -103,9 +105,9 @@ export async function startLocal({
   });
   const url = await mf.ready;
   const directUrls = {};
-  if (directTenantPorts) {
-    for (const name of Object.keys(TENANT_WORKERS)) {
-      directUrls[name] = await mf.unsafeGetDirectURL(name);
+  if (directSockets) {
+    for (const name of ["claw-dispatcher", ...Object.keys(TENANT_WORKERS)]) {
+      directUrls[name] = (await mf.unsafeGetDirectURL(name)).toString().replace(/\/$/, "");
     }
   }
   return { url: url.toString().replace(/\/$/, ""), directUrls, mf, dispose: () => mf.dispose() };

@@ -1,8 +1,8 @@
 //! The operator API under `/__platform`: tenant management, behind the admin bearer token.
 
 use claw_durable::problem::Problem;
-use futures::StreamExt;
 use claw_durable::tenant::MAX_CONFIG_BYTES;
+use futures::StreamExt;
 use worker::{Env, Method, Request, Response};
 
 use super::bindings::{self, PLATFORM_ADMIN_TOKEN};
@@ -14,10 +14,19 @@ fn unauthorized() -> Problem {
 }
 
 /// `rest` is the path after `/__platform`.
-pub async fn handle(mut req: Request, env: &Env, rest: &str, query: Option<&str>) -> Result<Response, Problem> {
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<Response, Problem> {
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     if segments.first() != Some(&"tenants") {
-        return Err(Problem::new(404, "route_not_found", "No such platform route"));
+        return Err(Problem::new(
+            404,
+            "route_not_found",
+            "No such platform route",
+        ));
     }
     let authorization = req.headers().get("authorization").ok().flatten();
     let token = bindings::var(env, PLATFORM_ADMIN_TOKEN);
@@ -29,13 +38,25 @@ pub async fn handle(mut req: Request, env: &Env, rest: &str, query: Option<&str>
         ["tenants"] => matches!(method, Method::Get),
         ["tenants", _] => matches!(method, Method::Get | Method::Put | Method::Delete),
         ["tenants", _, "suspend" | "resume"] => matches!(method, Method::Post),
-        _ => return Err(Problem::new(404, "route_not_found", "No such platform route")),
+        _ => {
+            return Err(Problem::new(
+                404,
+                "route_not_found",
+                "No such platform route",
+            ))
+        }
     };
     if !allowed {
-        return Err(Problem::new(405, "method_not_allowed", "Method not allowed")
-            .detail(format!("{} is not allowed on {rest}", method.as_ref())));
+        return Err(
+            Problem::new(405, "method_not_allowed", "Method not allowed")
+                .detail(format!("{} is not allowed on {rest}", method.as_ref())),
+        );
     }
-    let body = if matches!(method, Method::Put) { Some(read_config_body(&mut req).await?) } else { None };
+    let body = if matches!(method, Method::Put) {
+        Some(read_config_body(&mut req).await?)
+    } else {
+        None
+    };
     let path_and_query = match query {
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_owned(),
@@ -52,11 +73,15 @@ pub async fn handle(mut req: Request, env: &Env, rest: &str, query: Option<&str>
 /// Reads a config body, refusing more than [`MAX_CONFIG_BYTES`] before and after reading.
 async fn read_config_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
     let too_large = || {
-        Problem::new(413, "body_too_large", "Request body too large")
-            .detail(format!("a tenant config is at most {MAX_CONFIG_BYTES} bytes"))
+        Problem::new(413, "body_too_large", "Request body too large").detail(format!(
+            "a tenant config is at most {MAX_CONFIG_BYTES} bytes"
+        ))
     };
     let declared = req.headers().get("content-length").ok().flatten();
-    if declared.and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > MAX_CONFIG_BYTES) {
+    if declared
+        .and_then(|l| l.parse::<usize>().ok())
+        .is_some_and(|l| l > MAX_CONFIG_BYTES)
+    {
         return Err(too_large());
     }
     // Read as a stream, so a chunked body without a length cannot grow past the limit.
@@ -65,7 +90,8 @@ async fn read_config_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
     };
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| Problem::new(400, "invalid_body", "Request body could not be read"))?;
+        let chunk = chunk
+            .map_err(|_| Problem::new(400, "invalid_body", "Request body could not be read"))?;
         if body.len() + chunk.len() > MAX_CONFIG_BYTES {
             return Err(too_large());
         }

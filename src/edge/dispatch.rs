@@ -56,11 +56,21 @@ fn js_message(e: &JsValue) -> String {
 }
 
 /// Forwards the caller's request to the tenant and returns the tenant's answer, streamed.
-pub async fn to_tenant(req: Request, env: &Env, config: &TenantConfig, url: &Url, rest: &str) -> Result<Response, Problem> {
+pub async fn to_tenant(
+    req: Request,
+    env: &Env,
+    config: &TenantConfig,
+    url: &Url,
+    rest: &str,
+) -> Result<Response, Problem> {
     let worker_name = match (config.resource_type, config.worker_name.as_deref()) {
         (ResourceType::Function | ResourceType::Dataset, Some(name)) => name,
         (ResourceType::Proxy, _) => {
-            return Err(Problem::new(501, "proxy_not_available", "Proxy tenants are not served yet"))
+            return Err(Problem::new(
+                501,
+                "proxy_not_available",
+                "Proxy tenants are not served yet",
+            ))
         }
         (_, None) => return Err(Problem::internal("tenant has no worker name")),
     };
@@ -73,16 +83,22 @@ pub async fn to_tenant(req: Request, env: &Env, config: &TenantConfig, url: &Url
         worker::console_error!("building the forwarded request failed: {}", js_message(&e));
         Problem::new(400, "invalid_request", "Request could not be forwarded")
     })?;
-    let opts = options(config.plan.limits()).map_err(|_| Problem::internal("building dispatch options"))?;
+    let opts = options(config.plan.limits())
+        .map_err(|_| Problem::internal("building dispatch options"))?;
     let user_worker = namespace
         .get_with_options(worker_name, &JsValue::UNDEFINED, &opts)
         .map_err(|e| tenant_failure(worker_name, &e))?;
-    let promise = user_worker.fetch(&forwarded).map_err(|e| tenant_failure(worker_name, &e))?;
-    let answer = JsFuture::from(promise).await.map_err(|e| tenant_failure(worker_name, &e))?;
+    let promise = user_worker
+        .fetch(&forwarded)
+        .map_err(|e| tenant_failure(worker_name, &e))?;
+    let answer = JsFuture::from(promise)
+        .await
+        .map_err(|e| tenant_failure(worker_name, &e))?;
     let answer: web_sys::Response = answer
         .dyn_into()
         .map_err(|_| Problem::new(502, "tenant_worker_failed", "Tenant Worker failed"))?;
-    stream_back(answer).map_err(|_| Problem::new(502, "tenant_worker_failed", "Tenant Worker failed"))
+    stream_back(answer)
+        .map_err(|_| Problem::new(502, "tenant_worker_failed", "Tenant Worker failed"))
 }
 
 /// The namespace throws `Worker not found` for a script it does not hold; anything else
@@ -106,14 +122,28 @@ fn forward_request(req: &Request, url: &Url, rest: &str) -> Result<web_sys::Requ
     let headers = web_sys::Headers::new()?;
     for pair in inner.headers().entries() {
         let pair: worker::js_sys::Array = pair?.unchecked_into();
-        let (name, value) = (pair.get(0).as_string().unwrap_or_default(), pair.get(1).as_string().unwrap_or_default());
+        let (name, value) = (
+            pair.get(0).as_string().unwrap_or_default(),
+            pair.get(1).as_string().unwrap_or_default(),
+        );
         if forward_request_header(&name, &tokens) {
             headers.append(&name, &value)?;
         }
     }
-    let mut target = format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or("tenant.internal"), rest);
+    let mut target = format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or("tenant.internal"),
+        rest
+    );
     if let Some(port) = url.port() {
-        target = format!("{}://{}:{}{}", url.scheme(), url.host_str().unwrap_or("tenant.internal"), port, rest);
+        target = format!(
+            "{}://{}:{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or("tenant.internal"),
+            port,
+            rest
+        );
     }
     if let Some(q) = url.query() {
         target.push('?');
@@ -134,7 +164,10 @@ fn stream_back(answer: web_sys::Response) -> Result<Response, JsValue> {
     let headers = web_sys::Headers::new()?;
     for pair in answer.headers().entries() {
         let pair: worker::js_sys::Array = pair?.unchecked_into();
-        let (name, value) = (pair.get(0).as_string().unwrap_or_default(), pair.get(1).as_string().unwrap_or_default());
+        let (name, value) = (
+            pair.get(0).as_string().unwrap_or_default(),
+            pair.get(1).as_string().unwrap_or_default(),
+        );
         if forward_response_header(&name) {
             headers.append(&name, &value)?;
         }
@@ -143,6 +176,7 @@ fn stream_back(answer: web_sys::Response) -> Result<Response, JsValue> {
     init.set_status(answer.status());
     init.set_status_text(&answer.status_text());
     init.set_headers(&headers);
-    let out = web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
+    let out =
+        web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
     Ok(Response::from(out))
 }

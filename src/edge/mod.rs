@@ -22,8 +22,15 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 async fn handle(req: Request, env: &Env) -> std::result::Result<Response, Problem> {
-    let url = req.url().map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
-    let host = req.headers().get("host").ok().flatten().or_else(|| url.host_str().map(str::to_owned));
+    let url = req
+        .url()
+        .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
+    let host = req
+        .headers()
+        .get("host")
+        .ok()
+        .flatten()
+        .or_else(|| url.host_str().map(str::to_owned));
     let platform_domain = bindings::var(env, bindings::PLATFORM_DOMAIN).unwrap_or_default();
     match resolve(host.as_deref().unwrap_or(""), url.path(), &platform_domain)? {
         Target::Platform { rest } => admin::handle(req, env, &rest, url.query()).await,
@@ -36,7 +43,8 @@ async fn handle(req: Request, env: &Env) -> std::result::Result<Response, Proble
         ),
         Target::Tenant { slug, rest } => {
             let record = registry_client::tenant(env, &slug).await?.ok_or_else(|| {
-                Problem::new(404, "tenant_not_found", "Tenant not found").detail(format!("no tenant {slug:?}"))
+                Problem::new(404, "tenant_not_found", "Tenant not found")
+                    .detail(format!("no tenant {slug:?}"))
             })?;
             if record.status == TenantStatus::Suspended {
                 return Err(Problem::new(403, "tenant_suspended", "Tenant suspended")

@@ -24,16 +24,26 @@ fn unavailable(e: worker::Error) -> Problem {
 }
 
 /// Sends one request to the registry object. `path_and_query` starts with `/`.
-pub async fn call(env: &Env, method: Method, path_and_query: &str, body: Option<Vec<u8>>) -> Result<Response, Problem> {
+pub async fn call(
+    env: &Env,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Response, Problem> {
     let namespace = env.durable_object(REGISTRY).map_err(unavailable)?;
-    let stub = namespace.id_from_name(REGISTRY_OBJECT).and_then(|id| id.get_stub()).map_err(unavailable)?;
+    let stub = namespace
+        .id_from_name(REGISTRY_OBJECT)
+        .and_then(|id| id.get_stub())
+        .map_err(unavailable)?;
     let mut init = RequestInit::new();
     init.with_method(method);
     if let Some(body) = body {
         let headers = Headers::new();
         let _ = headers.set("content-type", "application/json");
         init.with_headers(headers);
-        init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+        init.with_body(Some(
+            worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+        ));
     }
     let req = Request::new_with_init(&format!("https://registry.internal{path_and_query}"), &init)
         .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
@@ -55,7 +65,11 @@ pub async fn tenant(env: &Env, slug: &str) -> Result<Option<Rc<TenantRecord>>, P
         404 => None,
         s => {
             worker::console_error!("registry answered {s} for a lookup");
-            return Err(Problem::new(503, "registry_unavailable", "Tenant registry unavailable"));
+            return Err(Problem::new(
+                503,
+                "registry_unavailable",
+                "Tenant registry unavailable",
+            ));
         }
     };
     CACHE.with(|c| c.borrow_mut().put(slug, record.clone(), now));

@@ -9,7 +9,10 @@ fn with_body(status: u16, content_type: &str, body: String) -> Response {
     // Constant, valid header names and values: setting them cannot fail.
     let _ = headers.set("content-type", content_type);
     let _ = headers.set("cache-control", "no-store");
-    ResponseBuilder::new().with_status(status).with_headers(headers).fixed(body.into_bytes())
+    ResponseBuilder::new()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(body.into_bytes())
 }
 
 pub fn problem(p: &Problem) -> Response {
