@@ -65,7 +65,8 @@ fn tenant_from_host<'h>(host: &'h str, platform_domain: &str) -> Option<&'h str>
         return None;
     }
     let split = host.len() - platform_domain.len();
-    let (label, domain) = host.split_at(split);
+    // `get` rather than slicing: a non-ASCII host may not split on a char boundary.
+    let (label, domain) = (host.get(..split)?, host.get(split..)?);
     let label = label.strip_suffix('.')?;
     (domain.eq_ignore_ascii_case(platform_domain) && !label.contains('.')).then_some(label)
 }
@@ -188,5 +189,16 @@ mod tests {
             resolve("Bad_Host.402claw.dev", "/", D).unwrap_err().code,
             "invalid_slug"
         );
+    }
+
+    proptest::proptest! {
+        /// Any host and path: an answer, never a panic; a tenant answer has a valid slug.
+        #[test]
+        fn never_panics(host in "\\PC{0,40}", path in "/[a-z0-9%./_-]{0,60}|\\PC{0,60}") {
+            if let Ok(Target::Tenant { slug, rest }) = resolve(&host, &path, D) {
+                proptest::prop_assert!(validate_slug(&slug).is_ok());
+                proptest::prop_assert!(rest.starts_with('/'));
+            }
+        }
     }
 }

@@ -1020,4 +1020,34 @@ mod tests {
         assert_eq!(TenantConfig::parse(&json, "demo-fn").unwrap(), c);
         assert_eq!(c.proxy.as_ref().unwrap().allowed_methods, ["GET", "POST"]);
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes and arbitrary JSON-ish documents: a config or a problem, never a
+        /// panic; every accepted config re-validates after a round trip.
+        #[test]
+        fn parse_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = TenantConfig::parse(&body, "demo-fn");
+        }
+
+        #[test]
+        fn parse_json_shapes(
+            rt in "function|dataset|proxy|x",
+            plan in "free|pro|business|x",
+            rate in "[0-9]{0,4}/[0-9]{0,3}[smhdx]?",
+            amount in "[0-9]{0,41}|-1|1e3",
+            burst in proptest::num::i64::ANY,
+        ) {
+            let doc = format!(
+                r#"{{"resourceType":"{rt}","workerName":"w","plan":"{plan}",
+                    "rateLimit":{{"perCaller":"{rate}","burst":{burst}}},
+                    "price":{{"amountAtomic":"{amount}","network":"base",
+                      "asset":"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+                      "payTo":"0x1111111111111111111111111111111111111111"}}}}"#
+            );
+            if let Ok(c) = TenantConfig::parse(doc.as_bytes(), "demo-fn") {
+                let again = serde_json::to_vec(&c).unwrap();
+                proptest::prop_assert_eq!(TenantConfig::parse(&again, "demo-fn").unwrap(), c);
+            }
+        }
+    }
 }
