@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config_cache;
 pub mod forward;
+pub mod proxy;
 pub mod route;
 
 #[cfg(target_arch = "wasm32")]

@@ -474,6 +474,26 @@ fn default_max_response_bytes() -> u32 {
     5 * 1024 * 1024
 }
 
+/// Headers an operator may not inject: hop-by-hop, framing, routing, and the platform's own.
+const NOT_INJECTABLE: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-encoding",
+    "expect",
+    "x-payment",
+    "payment-signature",
+    "cf-worker",
+];
+
 const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 fn is_header_token(s: &str) -> bool {
@@ -498,6 +518,12 @@ impl ProxyConfig {
             .or_else(|| url.strip_prefix("http://"))
             .ok_or_else(|| Problem::invalid_field("proxy.upstreamUrl", "must be an http(s) URL"))?;
         let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if url.bytes().any(|b| !b.is_ascii_graphic() || b == b'\\') {
+            return Err(Problem::invalid_field(
+                "proxy.upstreamUrl",
+                "must be printable ASCII without spaces or backslashes (write IDN hosts in punycode)",
+            ));
+        }
         if host.is_empty() || host.contains('@') || url.len() > 2048 || url.contains(['?', '#']) {
             return Err(Problem::invalid_field(
                 "proxy.upstreamUrl",
@@ -525,11 +551,27 @@ impl ProxyConfig {
                 "at most 16 headers",
             ));
         }
-        for h in &self.inject_headers {
+        for (i, h) in self.inject_headers.iter().enumerate() {
             if !is_header_token(&h.name) {
                 return Err(Problem::invalid_field(
                     "proxy.injectHeaders.name",
                     "must be a header name",
+                ));
+            }
+            let lower = h.name.to_ascii_lowercase();
+            if NOT_INJECTABLE.contains(&lower.as_str()) || lower.starts_with("x-claw-") {
+                return Err(Problem::invalid_field(
+                    "proxy.injectHeaders.name",
+                    format!("{:?} is managed by the platform or the runtime", h.name),
+                ));
+            }
+            if self.inject_headers[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&h.name))
+            {
+                return Err(Problem::invalid_field(
+                    "proxy.injectHeaders.name",
+                    format!("{:?} is listed twice", h.name),
                 ));
             }
             if !is_secret_name(&h.secret) {
@@ -577,6 +619,14 @@ impl ProxyConfig {
                         "field names must be 1 to 128 characters",
                     ));
                 }
+            }
+            let mut targets: Vec<&String> = t.rename.values().collect();
+            targets.sort();
+            if targets.windows(2).any(|w| w[0] == w[1]) {
+                return Err(Problem::invalid_field(
+                    "proxy.transform.rename",
+                    "two fields must not be renamed to the same name",
+                ));
             }
         }
         Ok(())
@@ -713,11 +763,28 @@ impl TenantConfig {
                     && l.len() <= 63
                     && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             };
+            let wildcard = h.starts_with("*.");
             let name = h.strip_prefix("*.").unwrap_or(h);
             if name.len() > 253 || !name.split('.').all(label_ok) {
                 return Err(Problem::invalid_field(
                     "allowedHosts",
                     format!("{h:?} is not a host name"),
+                ));
+            }
+            // A URL parser reads a name ending in a number as an IPv4 address.
+            let last = name.rsplit('.').next().unwrap_or("");
+            if last.bytes().all(|b| b.is_ascii_digit())
+                || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"))
+            {
+                return Err(Problem::invalid_field(
+                    "allowedHosts",
+                    format!("{h:?} is an IP address; name a host"),
+                ));
+            }
+            if wildcard && !name.contains('.') {
+                return Err(Problem::invalid_field(
+                    "allowedHosts",
+                    format!("{h:?} would allow a whole top-level domain"),
                 ));
             }
         }
@@ -1005,6 +1072,74 @@ mod tests {
         }
         let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_CONFIG_BYTES));
         assert_eq!(parse(&huge).unwrap_err().status, 413);
+    }
+
+    #[test]
+    fn proxy_and_egress_rules_for_the_proxy_module() {
+        let proxy = |p: &str| {
+            parse(&format!(
+                r#"{{"resourceType":"proxy","plan":"free","proxy":{{"upstreamUrl":"https://x.com",{p}}}}}"#
+            ))
+        };
+        for (p, field) in [
+            (
+                r#""injectHeaders":[{"name":"Host","secret":"A"}]"#,
+                "proxy.injectHeaders.name",
+            ),
+            (
+                r#""injectHeaders":[{"name":"transfer-encoding","secret":"A"}]"#,
+                "proxy.injectHeaders.name",
+            ),
+            (
+                r#""injectHeaders":[{"name":"x-claw-tenant","secret":"A"}]"#,
+                "proxy.injectHeaders.name",
+            ),
+            (
+                r#""injectHeaders":[{"name":"x-key","secret":"A"},{"name":"X-Key","secret":"B"}]"#,
+                "proxy.injectHeaders.name",
+            ),
+            (
+                r#""transform":{"rename":{"a":"x","b":"x"}}"#,
+                "proxy.transform.rename",
+            ),
+        ] {
+            assert_eq!(proxy(p).unwrap_err().field.as_deref(), Some(field), "{p}");
+        }
+        assert!(proxy(r#""injectHeaders":[{"name":"Authorization","secret":"A"},{"name":"x-key","secret":"B"}],"transform":{"rename":{"a":"b","b":"a"}}"#).is_ok());
+        for url in [
+            "https://x.com/a b",
+            "https://x.com\\@y",
+            "https://bücher.de",
+            "https://x.com/\t",
+        ] {
+            let p = parse(&format!(
+                r#"{{"resourceType":"proxy","plan":"free","proxy":{{"upstreamUrl":{}}}}}"#,
+                serde_json::to_string(url).unwrap()
+            ))
+            .unwrap_err();
+            assert_eq!(p.field.as_deref(), Some("proxy.upstreamUrl"), "{url}");
+        }
+        let hosts = |h: &str| {
+            parse(&format!(
+                r#"{{"resourceType":"function","workerName":"w","plan":"free","allowedHosts":[{h}]}}"#
+            ))
+        };
+        for bad in [
+            r#""*.com""#,
+            r#""1.2.3.4""#,
+            r#""2130706433""#,
+            r#""0x7f.1""#,
+            r#""*""#,
+            r#""a.b.""#,
+        ] {
+            assert_eq!(
+                hosts(bad).unwrap_err().field.as_deref(),
+                Some("allowedHosts"),
+                "{bad}"
+            );
+        }
+        let ok = hosts(r#""API.example.com","*.data.org","x1.io""#).unwrap();
+        assert_eq!(ok.allowed_hosts, ["api.example.com", "*.data.org", "x1.io"]);
     }
 
     #[test]
