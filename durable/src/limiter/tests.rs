@@ -489,10 +489,10 @@ mod check_route {
     #[test]
     fn invalid_bodies_are_precise_problems() {
         let p = problem("not json");
-        assert_eq!((p.status, p.code.as_str()), (400, "invalid_body"));
+        assert_eq!((p.status, &*p.code), (400, "invalid_body"));
         let p = problem(r#"{"key":"k","limit":-1,"windowS":1}"#);
         assert_eq!(
-            (p.status, p.code.as_str(), p.field.as_deref()),
+            (p.status, &*p.code, p.field.as_deref()),
             (400, "invalid_body", Some("limit"))
         );
         let p = problem(r#"{"key":"k","limit":1,"windowS":1,"extra":1}"#);
@@ -501,7 +501,7 @@ mod check_route {
         assert_eq!(p.code, "invalid_body");
         let p = problem(r#"{"key":"k","limit":0,"windowS":1}"#);
         assert_eq!(
-            (p.code.as_str(), p.field.as_deref()),
+            (&*p.code, p.field.as_deref()),
             ("invalid_field", Some("limit"))
         );
         let p = problem(r#"{"key":"k","limit":1,"windowS":0}"#);
@@ -510,12 +510,12 @@ mod check_route {
         assert_eq!(p.field.as_deref(), Some("burst"));
         let p = problem(r#"{"key":"","limit":1,"windowS":1}"#);
         assert_eq!(
-            (p.code.as_str(), p.field.as_deref()),
+            (&*p.code, p.field.as_deref()),
             ("invalid_field", Some("key"))
         );
         let p = problem(r#"{"key":"k","limit":1,"windowS":1,"burst":1,"cost":3}"#);
         assert_eq!(
-            (p.status, p.code.as_str(), p.field.as_deref()),
+            (p.status, &*p.code, p.field.as_deref()),
             (400, "cost_exceeds_capacity", Some("cost"))
         );
         let p = problem(r#"{"key":"k","limit":1,"windowS":1,"cost":0}"#);
@@ -525,7 +525,7 @@ mod check_route {
             "k".repeat(MAX_CHECK_BODY_BYTES)
         );
         let p = problem(&big);
-        assert_eq!((p.status, p.code.as_str()), (413, "body_too_large"));
+        assert_eq!((p.status, &*p.code), (413, "body_too_large"));
     }
 
     #[test]
@@ -536,6 +536,6 @@ mod check_route {
             -5,
         )
         .unwrap_err();
-        assert_eq!((p.status, p.code.as_str()), (500, "internal_error"));
+        assert_eq!((p.status, &*p.code), (500, "internal_error"));
     }
 }
