@@ -1,0 +1,832 @@
+//! The per-tenant settlement ledger, over [`SqlStore`].
+//!
+//! One ledger object per tenant. It is an append-only journal (`ledger_entries`): every state
+//! change appends one immutable entry with the next `seq` (1, 2, 3, ... with no gaps), and
+//! the current-state tables (`ledger_payments`, `ledger_payouts`), the balance summary
+//! (`ledger_balances`, one row) and the UTC day buckets (`ledger_days`) are updated in the
+//! same [`SqlStore::atomically`] step, so they always agree with the journal. [`Ledger::audit`]
+//! replays the journal and checks that they do.
+//!
+//! Payments: `reserved -> settled | voided`, keyed by the caller's idempotency key (network +
+//! asset + payer + EIP-3009 nonce). A key is reserved at most once, ever.
+//! Payouts: `pending -> posted | voided`, keyed by the payout job's idempotency key.
+//!
+//! Money is `u128` atomic units, stored as decimal TEXT, with checked arithmetic only.
+//! Fee rounding: `fee = floor(gross * fee_bps / 10_000)`, `net = gross - fee`; the creator
+//! gets the rounding remainder, so `fee + net == gross` exactly and the fee is never
+//! overstated (see [`split_fee`]).
+//!
+//! Invariants (checked on every write, re-checked from scratch by [`Ledger::audit`]):
+//! - `settled_gross == settled_fee + settled_net`, per payment and in total;
+//! - `settled_net == available + payouts_pending + payouts_posted`, with `available >= 0`
+//!   (a payout above `available` is refused, so the balance never goes negative);
+//! - `settled_gross + reserved_gross` fits in `u128` (checked when reserving, so settling can
+//!   never overflow);
+//! - `seq` strictly increasing from 1 without gaps; entries are only ever inserted;
+//! - every payment key and payout idempotency key is applied at most once.
+
+use serde::{Serialize, Serializer};
+
+use crate::problem::Problem;
+use crate::store::{checked_int, Row, SqlStore, SqlValue, StoreError, MAX_SAFE_INTEGER};
+use crate::tenant::{parse_atomic_amount, Network};
+
+pub mod api;
+mod payments;
+mod payouts;
+mod read;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(target_arch = "wasm32")]
+pub mod object;
+
+pub use read::{AuditReport, DayEarnings, Earnings, EntryPage};
+
+/// Basis points in one whole.
+pub const BPS_DENOMINATOR: u32 = 10_000;
+/// Longest payment key / payout idempotency key, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+/// Longest request fingerprint, in bytes (a hex SHA-256 is 64).
+pub const MAX_FINGERPRINT_LEN: usize = 128;
+/// Longest transaction reference, in bytes (an EVM tx hash is 66).
+pub const MAX_TX_REF_LEN: usize = 128;
+/// Longest void reason, in bytes.
+pub const MAX_REASON_LEN: usize = 256;
+/// Entries per page when reading the journal.
+pub const MAX_PAGE: u32 = 500;
+pub const DEFAULT_PAGE: u32 = 100;
+/// Day buckets returned by [`Ledger::earnings`] at most.
+pub const MAX_DAYS: u32 = 366;
+pub const DEFAULT_DAYS: u32 = 30;
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The tables, created on open. Entries are only ever inserted (the code has no UPDATE or
+/// DELETE on `ledger_entries`).
+pub const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS ledger_entries (
+        seq INTEGER PRIMARY KEY CHECK (seq > 0),
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('payment_reserved', 'payment_settled',
+            'payment_voided', 'payout_created', 'payout_posted', 'payout_voided')),
+        payment_key TEXT,
+        payout_id TEXT,
+        amount TEXT NOT NULL,
+        fee TEXT,
+        net TEXT,
+        fee_bps INTEGER,
+        tx_ref TEXT,
+        network TEXT,
+        payer TEXT,
+        local_settlement INTEGER,
+        destination TEXT,
+        reason TEXT,
+        CHECK ((payment_key IS NULL) <> (payout_id IS NULL))
+    )",
+    "CREATE TABLE IF NOT EXISTS ledger_payments (
+        payment_key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'voided')),
+        gross TEXT NOT NULL,
+        fee TEXT,
+        net TEXT,
+        fee_bps INTEGER,
+        tx_ref TEXT,
+        network TEXT,
+        payer TEXT,
+        local_settlement INTEGER,
+        void_reason TEXT,
+        reserved_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        reserved_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS ledger_payouts (
+        payout_id TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'posted', 'voided')),
+        amount TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        tx_ref TEXT,
+        void_reason TEXT,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        created_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS ledger_balances (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_seq INTEGER NOT NULL,
+        reserved_gross TEXT NOT NULL,
+        reserved_count INTEGER NOT NULL,
+        settled_gross TEXT NOT NULL,
+        settled_fee TEXT NOT NULL,
+        settled_net TEXT NOT NULL,
+        settled_count INTEGER NOT NULL,
+        local_net TEXT NOT NULL,
+        local_count INTEGER NOT NULL,
+        voided_count INTEGER NOT NULL,
+        payouts_pending TEXT NOT NULL,
+        payouts_pending_count INTEGER NOT NULL,
+        payouts_posted TEXT NOT NULL,
+        payouts_posted_count INTEGER NOT NULL,
+        payouts_voided_count INTEGER NOT NULL
+    )",
+    "INSERT OR IGNORE INTO ledger_balances VALUES
+        (1, 0, '0', 0, '0', '0', '0', 0, '0', 0, 0, '0', 0, '0', 0, 0)",
+    "CREATE TABLE IF NOT EXISTS ledger_days (
+        day INTEGER PRIMARY KEY,
+        gross TEXT NOT NULL,
+        fee TEXT NOT NULL,
+        net TEXT NOT NULL,
+        count INTEGER NOT NULL
+    )",
+];
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LedgerError {
+    #[error("{field} {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("no payment with key {0:?}")]
+    PaymentNotFound(String),
+    #[error("the payment is reserved and not yet settled or voided")]
+    PaymentInFlight,
+    #[error("the payment was already settled")]
+    PaymentAlreadySettled,
+    #[error("the payment was already voided")]
+    PaymentAlreadyVoided,
+    #[error("the payment key was already used for a different payment")]
+    PaymentKeyReused,
+    #[error("the payment was already settled differently ({0})")]
+    SettlementConflict(&'static str),
+    #[error("no payout {0:?}")]
+    PayoutNotFound(String),
+    #[error("the idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("payout of {requested} exceeds the available balance of {available}")]
+    InsufficientFunds { requested: u128, available: u128 },
+    #[error("the payout was already posted")]
+    PayoutAlreadyPosted,
+    #[error("the payout was already voided")]
+    PayoutAlreadyVoided,
+    #[error("the ledger's totals would exceed 2^128 - 1 atomic units")]
+    AmountOverflow,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("ledger state is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl LedgerError {
+    /// The stable problem code clients act on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerError::Invalid { .. } => "invalid_field",
+            LedgerError::PaymentNotFound(_) => "payment_not_found",
+            LedgerError::PaymentInFlight => "payment_in_flight",
+            LedgerError::PaymentAlreadySettled => "payment_already_settled",
+            LedgerError::PaymentAlreadyVoided => "payment_already_voided",
+            LedgerError::PaymentKeyReused => "payment_key_reused",
+            LedgerError::SettlementConflict(_) => "settlement_conflict",
+            LedgerError::PayoutNotFound(_) => "payout_not_found",
+            LedgerError::IdempotencyKeyReused => "idempotency_key_reused",
+            LedgerError::InsufficientFunds { .. } => "insufficient_funds",
+            LedgerError::PayoutAlreadyPosted => "payout_already_posted",
+            LedgerError::PayoutAlreadyVoided => "payout_already_voided",
+            LedgerError::AmountOverflow => "amount_overflow",
+            LedgerError::Store(_) => "internal_error",
+            LedgerError::Corrupt(_) => "ledger_corrupt",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            LedgerError::Invalid { .. } => 400,
+            LedgerError::PaymentNotFound(_) | LedgerError::PayoutNotFound(_) => 404,
+            LedgerError::PaymentInFlight
+            | LedgerError::PaymentAlreadySettled
+            | LedgerError::PaymentAlreadyVoided
+            | LedgerError::SettlementConflict(_)
+            | LedgerError::InsufficientFunds { .. }
+            | LedgerError::PayoutAlreadyPosted
+            | LedgerError::PayoutAlreadyVoided => 409,
+            LedgerError::PaymentKeyReused
+            | LedgerError::IdempotencyKeyReused
+            | LedgerError::AmountOverflow => 422,
+            LedgerError::Store(_) | LedgerError::Corrupt(_) => 500,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            LedgerError::Invalid { .. } => "A field is invalid",
+            LedgerError::PaymentNotFound(_) => "Payment not found",
+            LedgerError::PaymentInFlight => "Payment in flight",
+            LedgerError::PaymentAlreadySettled => "Payment already settled",
+            LedgerError::PaymentAlreadyVoided => "Payment already voided",
+            LedgerError::PaymentKeyReused => "Payment key reused",
+            LedgerError::SettlementConflict(_) => "Settlement conflict",
+            LedgerError::PayoutNotFound(_) => "Payout not found",
+            LedgerError::IdempotencyKeyReused => "Idempotency key reused",
+            LedgerError::InsufficientFunds { .. } => "Insufficient funds",
+            LedgerError::PayoutAlreadyPosted => "Payout already posted",
+            LedgerError::PayoutAlreadyVoided => "Payout already voided",
+            LedgerError::AmountOverflow => "Amount overflow",
+            LedgerError::Store(_) => "Internal error",
+            LedgerError::Corrupt(_) => "Ledger corrupt",
+        }
+    }
+}
+
+impl From<LedgerError> for Problem {
+    fn from(e: LedgerError) -> Problem {
+        let p = Problem::new(e.status(), e.code(), e.title()).detail(e.to_string());
+        match e {
+            LedgerError::Invalid { field, .. } => p.field(field),
+            _ => p,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> LedgerError {
+    LedgerError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn corrupt(what: impl Into<String>) -> LedgerError {
+    LedgerError::Corrupt(what.into())
+}
+
+// ---------------------------------------------------------------------------------------
+// Input checks (all run before anything is written)
+
+/// An opaque token: 1..=max bytes of printable ASCII without spaces.
+fn check_token(field: &'static str, v: &str, max: usize) -> Result<(), LedgerError> {
+    if v.is_empty() || v.len() > max {
+        return Err(invalid(field, format!("must be 1 to {max} bytes")));
+    }
+    if !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(field, "must be printable ASCII without spaces"));
+    }
+    Ok(())
+}
+
+/// Free text (a void reason): 1..=max bytes, no control characters.
+fn check_text(field: &'static str, v: &str, max: usize) -> Result<(), LedgerError> {
+    if v.is_empty() || v.len() > max {
+        return Err(invalid(field, format!("must be 1 to {max} bytes")));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_positive(field: &'static str, v: u128) -> Result<(), LedgerError> {
+    if v == 0 {
+        return Err(invalid(field, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+fn check_now(now_ms: i64) -> Result<(), LedgerError> {
+    if !(0..=MAX_SAFE_INTEGER).contains(&now_ms) {
+        return Err(invalid("nowMs", "must be a time in ms since the epoch"));
+    }
+    Ok(())
+}
+
+/// Splits a gross amount into the platform fee and the creator's net.
+///
+/// `fee = floor(gross * fee_bps / 10_000)`, computed without the overflowing product as
+/// `(gross / 10_000) * bps + (gross % 10_000) * bps / 10_000` (exact, since the first term is
+/// an integer); `net = gross - fee`. Rounding always favours the creator by less than one
+/// atomic unit.
+pub fn split_fee(gross: u128, fee_bps: u32) -> Result<(u128, u128), LedgerError> {
+    if fee_bps > BPS_DENOMINATOR {
+        return Err(invalid("feeBps", "must be 0 to 10000"));
+    }
+    let bps = u128::from(fee_bps);
+    let den = u128::from(BPS_DENOMINATOR);
+    let fee = (gross / den)
+        .checked_mul(bps)
+        .and_then(|whole| {
+            (gross % den)
+                .checked_mul(bps)
+                .map(|part| part / den)
+                .and_then(|part| whole.checked_add(part))
+        })
+        .ok_or(LedgerError::AmountOverflow)?;
+    let net = gross
+        .checked_sub(fee)
+        .ok_or_else(|| corrupt("fee exceeds gross"))?;
+    debug_assert_eq!(fee.checked_add(net), Some(gross));
+    Ok((fee, net))
+}
+
+// ---------------------------------------------------------------------------------------
+// Records
+
+fn ser_amount<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn ser_opt_amount<S: Serializer>(v: &Option<u128>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    Reserved,
+    Settled,
+    Voided,
+}
+
+impl PaymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentState::Reserved => "reserved",
+            PaymentState::Settled => "settled",
+            PaymentState::Voided => "voided",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, LedgerError> {
+        match s {
+            "reserved" => Ok(PaymentState::Reserved),
+            "settled" => Ok(PaymentState::Settled),
+            "voided" => Ok(PaymentState::Voided),
+            other => Err(corrupt(format!("payment state {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutState {
+    Pending,
+    Posted,
+    Voided,
+}
+
+impl PayoutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutState::Pending => "pending",
+            PayoutState::Posted => "posted",
+            PayoutState::Voided => "voided",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, LedgerError> {
+        match s {
+            "pending" => Ok(PayoutState::Pending),
+            "posted" => Ok(PayoutState::Posted),
+            "voided" => Ok(PayoutState::Voided),
+            other => Err(corrupt(format!("payout state {other:?}"))),
+        }
+    }
+}
+
+/// How a reserved payment was settled: the inputs of [`Ledger::settle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement<'a> {
+    /// The transaction hash (or, for a local settlement, the local verifier's reference).
+    pub tx_ref: &'a str,
+    pub network: Network,
+    /// The payer's EVM address; stored lowercased.
+    pub payer: &'a str,
+    /// True when the payment was settled locally (dev verifier), NOT on chain.
+    pub local_settlement: bool,
+    /// The tenant plan's fee ([`crate::tenant::Plan::fee_bps`]), 0..=10000.
+    pub fee_bps: u32,
+}
+
+/// A payment's current state (one row per payment key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    pub key: String,
+    pub fingerprint: String,
+    pub state: PaymentState,
+    #[serde(serialize_with = "ser_amount")]
+    pub gross: u128,
+    #[serde(
+        serialize_with = "ser_opt_amount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fee: Option<u128>,
+    #[serde(
+        serialize_with = "ser_opt_amount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub net: Option<u128>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee_bps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_settlement: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub void_reason: Option<String>,
+    pub reserved_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub reserved_seq: i64,
+    pub last_seq: i64,
+}
+
+/// A payout's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payout {
+    pub id: String,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub state: PayoutState,
+    #[serde(serialize_with = "ser_amount")]
+    pub amount: u128,
+    pub destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub void_reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub created_seq: i64,
+    pub last_seq: i64,
+}
+
+/// The result of a state change: the record, and whether this call was a repeat of one
+/// already applied (then nothing was written and `record` is the original outcome).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied<T> {
+    #[serde(flatten)]
+    pub record: T,
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    PaymentReserved,
+    PaymentSettled,
+    PaymentVoided,
+    PayoutCreated,
+    PayoutPosted,
+    PayoutVoided,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::PaymentReserved => "payment_reserved",
+            EntryKind::PaymentSettled => "payment_settled",
+            EntryKind::PaymentVoided => "payment_voided",
+            EntryKind::PayoutCreated => "payout_created",
+            EntryKind::PayoutPosted => "payout_posted",
+            EntryKind::PayoutVoided => "payout_voided",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, LedgerError> {
+        Ok(match s {
+            "payment_reserved" => EntryKind::PaymentReserved,
+            "payment_settled" => EntryKind::PaymentSettled,
+            "payment_voided" => EntryKind::PaymentVoided,
+            "payout_created" => EntryKind::PayoutCreated,
+            "payout_posted" => EntryKind::PayoutPosted,
+            "payout_voided" => EntryKind::PayoutVoided,
+            other => return Err(corrupt(format!("entry kind {other:?}"))),
+        })
+    }
+}
+
+/// One immutable journal entry. `amount` is the payment's gross for payment entries and the
+/// payout amount for payout entries; `fee`/`net`/`feeBps` and the settlement references are
+/// set on `payment_settled` only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub kind: EntryKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout_id: Option<String>,
+    #[serde(serialize_with = "ser_amount")]
+    pub amount: u128,
+    #[serde(
+        serialize_with = "ser_opt_amount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fee: Option<u128>,
+    #[serde(
+        serialize_with = "ser_opt_amount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub net: Option<u128>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee_bps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_settlement: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl LedgerEntry {
+    /// An entry of `kind` with everything optional unset; `seq` is assigned by [`append`].
+    fn new(kind: EntryKind, at_ms: i64, amount: u128) -> Self {
+        LedgerEntry {
+            seq: 0,
+            at_ms,
+            kind,
+            payment_key: None,
+            payout_id: None,
+            amount,
+            fee: None,
+            net: None,
+            fee_bps: None,
+            tx_ref: None,
+            network: None,
+            payer: None,
+            local_settlement: None,
+            destination: None,
+            reason: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Row decoding
+
+fn amount_at(row: &Row, i: usize) -> Result<u128, LedgerError> {
+    let text = row.text(i)?;
+    parse_atomic_amount(text).map_err(|e| corrupt(format!("stored amount {text:?} {e}")))
+}
+
+fn opt_amount_at(row: &Row, i: usize) -> Result<Option<u128>, LedgerError> {
+    match row.opt_text(i)? {
+        None => Ok(None),
+        Some(text) => parse_atomic_amount(text)
+            .map(Some)
+            .map_err(|e| corrupt(format!("stored amount {text:?} {e}"))),
+    }
+}
+
+fn opt_bps_at(row: &Row, i: usize) -> Result<Option<u32>, LedgerError> {
+    row.opt_int(i)?
+        .map(|v| u32::try_from(v).map_err(|_| corrupt(format!("stored fee_bps {v}"))))
+        .transpose()
+}
+
+fn opt_network_at(row: &Row, i: usize) -> Result<Option<Network>, LedgerError> {
+    row.opt_text(i)?
+        .map(|s| Network::parse(s).ok_or_else(|| corrupt(format!("stored network {s:?}"))))
+        .transpose()
+}
+
+fn opt_bool_at(row: &Row, i: usize) -> Result<Option<bool>, LedgerError> {
+    Ok(row.opt_int(i)?.map(|v| v != 0))
+}
+
+fn opt_string_at(row: &Row, i: usize) -> Result<Option<String>, LedgerError> {
+    Ok(row.opt_text(i)?.map(str::to_owned))
+}
+
+fn count_at(row: &Row, i: usize) -> Result<u64, LedgerError> {
+    let v = row.int(i)?;
+    u64::try_from(v).map_err(|_| corrupt(format!("stored count {v}")))
+}
+
+fn amount_sql(v: u128) -> SqlValue {
+    SqlValue::Text(v.to_string())
+}
+
+fn opt_amount_sql(v: Option<u128>) -> SqlValue {
+    v.map_or(SqlValue::Null, amount_sql)
+}
+
+fn count_sql(v: u64) -> Result<SqlValue, LedgerError> {
+    let v = i64::try_from(v).map_err(|_| StoreError::IntegerOutOfRange(i64::MAX))?;
+    Ok(checked_int(v)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Balances: the one-row summary every write keeps current
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Balances {
+    last_seq: i64,
+    reserved_gross: u128,
+    reserved_count: u64,
+    settled_gross: u128,
+    settled_fee: u128,
+    settled_net: u128,
+    settled_count: u64,
+    local_net: u128,
+    local_count: u64,
+    voided_count: u64,
+    payouts_pending: u128,
+    payouts_pending_count: u64,
+    payouts_posted: u128,
+    payouts_posted_count: u64,
+    payouts_voided_count: u64,
+}
+
+const BALANCE_COLUMNS: &str = "last_seq, reserved_gross, reserved_count, settled_gross, \
+    settled_fee, settled_net, settled_count, local_net, local_count, voided_count, \
+    payouts_pending, payouts_pending_count, payouts_posted, payouts_posted_count, \
+    payouts_voided_count";
+
+/// `a + b`, or [`LedgerError::AmountOverflow`].
+fn add(a: u128, b: u128) -> Result<u128, LedgerError> {
+    a.checked_add(b).ok_or(LedgerError::AmountOverflow)
+}
+
+/// `a - b` where the books say `a >= b`; anything else is corruption.
+fn sub(a: u128, b: u128, what: &str) -> Result<u128, LedgerError> {
+    a.checked_sub(b)
+        .ok_or_else(|| corrupt(format!("{what} would go below zero")))
+}
+
+fn inc(n: u64) -> Result<u64, LedgerError> {
+    n.checked_add(1).ok_or_else(|| corrupt("count overflow"))
+}
+
+fn dec(n: u64, what: &str) -> Result<u64, LedgerError> {
+    n.checked_sub(1)
+        .ok_or_else(|| corrupt(format!("{what} count would go below zero")))
+}
+
+impl Balances {
+    fn load<S: SqlStore>(s: &mut S) -> Result<Balances, LedgerError> {
+        let row = s
+            .query_opt(
+                &format!("SELECT {BALANCE_COLUMNS} FROM ledger_balances WHERE id = 1"),
+                &[],
+            )?
+            .ok_or_else(|| corrupt("balance row missing"))?;
+        Ok(Balances {
+            last_seq: row.int(0)?,
+            reserved_gross: amount_at(&row, 1)?,
+            reserved_count: count_at(&row, 2)?,
+            settled_gross: amount_at(&row, 3)?,
+            settled_fee: amount_at(&row, 4)?,
+            settled_net: amount_at(&row, 5)?,
+            settled_count: count_at(&row, 6)?,
+            local_net: amount_at(&row, 7)?,
+            local_count: count_at(&row, 8)?,
+            voided_count: count_at(&row, 9)?,
+            payouts_pending: amount_at(&row, 10)?,
+            payouts_pending_count: count_at(&row, 11)?,
+            payouts_posted: amount_at(&row, 12)?,
+            payouts_posted_count: count_at(&row, 13)?,
+            payouts_voided_count: count_at(&row, 14)?,
+        })
+    }
+
+    /// Checks the invariants, then writes the row. Every write path ends here, inside its
+    /// `atomically`, so a violation rolls the whole operation back.
+    fn save<S: SqlStore>(&self, s: &mut S) -> Result<(), LedgerError> {
+        self.check()?;
+        s.exec(
+            "UPDATE ledger_balances SET last_seq = ?, reserved_gross = ?, reserved_count = ?,
+                settled_gross = ?, settled_fee = ?, settled_net = ?, settled_count = ?,
+                local_net = ?, local_count = ?, voided_count = ?,
+                payouts_pending = ?, payouts_pending_count = ?, payouts_posted = ?,
+                payouts_posted_count = ?, payouts_voided_count = ?
+             WHERE id = 1",
+            &[
+                checked_int(self.last_seq)?,
+                amount_sql(self.reserved_gross),
+                count_sql(self.reserved_count)?,
+                amount_sql(self.settled_gross),
+                amount_sql(self.settled_fee),
+                amount_sql(self.settled_net),
+                count_sql(self.settled_count)?,
+                amount_sql(self.local_net),
+                count_sql(self.local_count)?,
+                count_sql(self.voided_count)?,
+                amount_sql(self.payouts_pending),
+                count_sql(self.payouts_pending_count)?,
+                amount_sql(self.payouts_posted),
+                count_sql(self.payouts_posted_count)?,
+                count_sql(self.payouts_voided_count)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// What can still be paid out: settled net minus pending and posted payouts.
+    fn available(&self) -> Result<u128, LedgerError> {
+        self.settled_net
+            .checked_sub(self.payouts_pending)
+            .and_then(|v| v.checked_sub(self.payouts_posted))
+            .ok_or_else(|| corrupt("payouts exceed settled net: balance below zero"))
+    }
+
+    fn check(&self) -> Result<(), LedgerError> {
+        if self.settled_fee.checked_add(self.settled_net) != Some(self.settled_gross) {
+            return Err(corrupt("settled fee + net != settled gross"));
+        }
+        if self
+            .settled_gross
+            .checked_add(self.reserved_gross)
+            .is_none()
+        {
+            return Err(corrupt("settled + reserved gross overflows"));
+        }
+        if self.local_net > self.settled_net || self.local_count > self.settled_count {
+            return Err(corrupt("local settlements exceed all settlements"));
+        }
+        let available = self.available()?;
+        // Money is conserved: every settled net unit is available, pending or paid out.
+        debug_assert_eq!(
+            add(available, self.payouts_pending)
+                .and_then(|v| add(v, self.payouts_posted))
+                .ok(),
+            Some(self.settled_net)
+        );
+        if !(0..=MAX_SAFE_INTEGER).contains(&self.last_seq) {
+            return Err(corrupt("last_seq out of range"));
+        }
+        Ok(())
+    }
+
+    /// The seq the next appended entry gets.
+    fn next_seq(&self) -> Result<i64, LedgerError> {
+        self.last_seq
+            .checked_add(1)
+            .filter(|s| *s <= MAX_SAFE_INTEGER)
+            .ok_or_else(|| corrupt("seq exhausted"))
+    }
+}
+
+/// Appends one entry with the next seq and advances `b.last_seq` (saved by the caller in the
+/// same atomic step). Returns the seq.
+fn append<S: SqlStore>(s: &mut S, b: &mut Balances, e: &LedgerEntry) -> Result<i64, LedgerError> {
+    let seq = b.next_seq()?;
+    s.exec(
+        "INSERT INTO ledger_entries (seq, at_ms, kind, payment_key, payout_id, amount, fee, net,
+            fee_bps, tx_ref, network, payer, local_settlement, destination, reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            checked_int(seq)?,
+            checked_int(e.at_ms)?,
+            e.kind.as_str().into(),
+            e.payment_key.as_deref().into(),
+            e.payout_id.as_deref().into(),
+            amount_sql(e.amount),
+            opt_amount_sql(e.fee),
+            opt_amount_sql(e.net),
+            e.fee_bps.into(),
+            e.tx_ref.as_deref().into(),
+            e.network.map(Network::caip2).into(),
+            e.payer.as_deref().into(),
+            e.local_settlement.into(),
+            e.destination.as_deref().into(),
+            e.reason.as_deref().into(),
+        ],
+    )?;
+    debug_assert!(seq > b.last_seq);
+    b.last_seq = seq;
+    Ok(seq)
+}
+
+// ---------------------------------------------------------------------------------------
+// The ledger
+
+pub struct Ledger<'s, S: SqlStore> {
+    store: &'s mut S,
+}
+
+impl<'s, S: SqlStore> Ledger<'s, S> {
+    /// Opens the ledger, creating its tables on first use.
+    pub fn open(store: &'s mut S) -> Result<Self, LedgerError> {
+        for stmt in SCHEMA {
+            store.exec(stmt, &[])?;
+        }
+        Ok(Ledger { store })
+    }
+}

@@ -1,0 +1,349 @@
+//! Payments: `reserved -> settled | voided`.
+
+use super::{
+    add, check_now, check_positive, check_text, check_token, corrupt, dec, inc, split_fee, sub,
+    Applied, Balances, EntryKind, Ledger, LedgerEntry, LedgerError, Payment, PaymentState,
+    Settlement, DAY_MS, MAX_FINGERPRINT_LEN, MAX_KEY_LEN, MAX_REASON_LEN, MAX_TX_REF_LEN,
+};
+use super::{amount_at, amount_sql, append, count_at, count_sql};
+use super::{opt_amount_at, opt_bool_at, opt_bps_at, opt_network_at, opt_string_at};
+use crate::store::{checked_int, Row, SqlStore};
+use crate::tenant::parse_evm_address;
+
+const PAYMENT_COLUMNS: &str = "payment_key, fingerprint, state, gross, fee, net, fee_bps, \
+    tx_ref, network, payer, local_settlement, void_reason, reserved_at_ms, updated_at_ms, \
+    reserved_seq, last_seq";
+
+fn payment(row: &Row) -> Result<Payment, LedgerError> {
+    Ok(Payment {
+        key: row.text(0)?.to_owned(),
+        fingerprint: row.text(1)?.to_owned(),
+        state: PaymentState::parse(row.text(2)?)?,
+        gross: amount_at(row, 3)?,
+        fee: opt_amount_at(row, 4)?,
+        net: opt_amount_at(row, 5)?,
+        fee_bps: opt_bps_at(row, 6)?,
+        tx_ref: opt_string_at(row, 7)?,
+        network: opt_network_at(row, 8)?,
+        payer: opt_string_at(row, 9)?,
+        local_settlement: opt_bool_at(row, 10)?,
+        void_reason: opt_string_at(row, 11)?,
+        reserved_at_ms: row.int(12)?,
+        updated_at_ms: row.int(13)?,
+        reserved_seq: row.int(14)?,
+        last_seq: row.int(15)?,
+    })
+}
+
+pub(super) fn load_payment<S: SqlStore>(
+    s: &mut S,
+    key: &str,
+) -> Result<Option<Payment>, LedgerError> {
+    let sql = format!("SELECT {PAYMENT_COLUMNS} FROM ledger_payments WHERE payment_key = ?");
+    s.query_opt(&sql, &[key.into()])?
+        .as_ref()
+        .map(payment)
+        .transpose()
+}
+
+fn reload<S: SqlStore>(s: &mut S, key: &str) -> Result<Payment, LedgerError> {
+    load_payment(s, key)?.ok_or_else(|| corrupt(format!("payment {key:?} vanished after write")))
+}
+
+/// A settlement as it is stored: the payer normalized.
+struct Normalized<'a> {
+    tx_ref: &'a str,
+    network: crate::tenant::Network,
+    payer: String,
+    local_settlement: bool,
+    fee_bps: u32,
+}
+
+impl Normalized<'_> {
+    /// Which field differs from how `p` was settled, if any.
+    fn differs_from(&self, p: &Payment) -> Option<&'static str> {
+        if p.tx_ref.as_deref() != Some(self.tx_ref) {
+            Some("txRef")
+        } else if p.network != Some(self.network) {
+            Some("network")
+        } else if p.payer.as_deref() != Some(self.payer.as_str()) {
+            Some("payer")
+        } else if p.local_settlement != Some(self.local_settlement) {
+            Some("localSettlement")
+        } else if p.fee_bps != Some(self.fee_bps) {
+            Some("feeBps")
+        } else {
+            None
+        }
+    }
+}
+
+impl<S: SqlStore> Ledger<'_, S> {
+    /// The payment with this key, in its current state.
+    pub fn payment(&mut self, key: &str) -> Result<Option<Payment>, LedgerError> {
+        check_token("key", key, MAX_KEY_LEN)?;
+        load_payment(self.store, key)
+    }
+
+    /// Reserves a verified payment before the tenant is called. A key is reserved at most
+    /// once, ever: a key seen before is refused with `payment_key_reused` when the
+    /// fingerprint or gross differ, else with its state (`payment_in_flight`,
+    /// `payment_already_settled`, `payment_already_voided`), so one payment can never pay
+    /// for two calls.
+    pub fn reserve(
+        &mut self,
+        key: &str,
+        fingerprint: &str,
+        gross: u128,
+        now_ms: i64,
+    ) -> Result<Payment, LedgerError> {
+        check_token("key", key, MAX_KEY_LEN)?;
+        check_token("fingerprint", fingerprint, MAX_FINGERPRINT_LEN)?;
+        check_positive("gross", gross)?;
+        check_now(now_ms)?;
+        self.store
+            .atomically(&mut |s| reserve_in(s, key, fingerprint, gross, now_ms))
+    }
+
+    /// Settles a reserved payment, splitting its gross into fee and net at `fee_bps` and
+    /// crediting the net to the available balance. Repeating a settlement with the same
+    /// references returns the original (`replayed`); different references are a
+    /// `settlement_conflict`. A voided payment cannot be settled.
+    pub fn settle(
+        &mut self,
+        key: &str,
+        settlement: &Settlement<'_>,
+        now_ms: i64,
+    ) -> Result<Applied<Payment>, LedgerError> {
+        check_token("key", key, MAX_KEY_LEN)?;
+        check_token("txRef", settlement.tx_ref, MAX_TX_REF_LEN)?;
+        let payer = parse_evm_address(settlement.payer).map_err(|e| super::invalid("payer", e))?;
+        // Validates fee_bps before anything is read or written.
+        split_fee(0, settlement.fee_bps)?;
+        check_now(now_ms)?;
+        let n = Normalized {
+            tx_ref: settlement.tx_ref,
+            network: settlement.network,
+            payer,
+            local_settlement: settlement.local_settlement,
+            fee_bps: settlement.fee_bps,
+        };
+        self.store
+            .atomically(&mut |s| settle_in(s, key, &n, now_ms))
+    }
+
+    /// Voids a reserved payment (the tenant failed, or settlement did). Voiding a voided
+    /// payment returns the original (`replayed`); a settled payment cannot be voided.
+    pub fn void(
+        &mut self,
+        key: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Applied<Payment>, LedgerError> {
+        check_token("key", key, MAX_KEY_LEN)?;
+        check_text("reason", reason, MAX_REASON_LEN)?;
+        check_now(now_ms)?;
+        self.store
+            .atomically(&mut |s| void_in(s, key, reason, now_ms))
+    }
+}
+
+fn reserve_in<S: SqlStore>(
+    s: &mut S,
+    key: &str,
+    fingerprint: &str,
+    gross: u128,
+    now_ms: i64,
+) -> Result<Payment, LedgerError> {
+    if let Some(p) = load_payment(s, key)? {
+        if p.fingerprint != fingerprint || p.gross != gross {
+            return Err(LedgerError::PaymentKeyReused);
+        }
+        return Err(match p.state {
+            PaymentState::Reserved => LedgerError::PaymentInFlight,
+            PaymentState::Settled => LedgerError::PaymentAlreadySettled,
+            PaymentState::Voided => LedgerError::PaymentAlreadyVoided,
+        });
+    }
+    let mut b = Balances::load(s)?;
+    b.reserved_gross = add(b.reserved_gross, gross)?;
+    // Keep settled + reserved within u128, so settling this one can never overflow.
+    add(b.settled_gross, b.reserved_gross)?;
+    b.reserved_count = inc(b.reserved_count)?;
+
+    let mut e = LedgerEntry::new(EntryKind::PaymentReserved, now_ms, gross);
+    e.payment_key = Some(key.to_owned());
+    let seq = append(s, &mut b, &e)?;
+    s.exec(
+        "INSERT INTO ledger_payments (payment_key, fingerprint, state, gross, reserved_at_ms,
+            updated_at_ms, reserved_seq, last_seq)
+         VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?)",
+        &[
+            key.into(),
+            fingerprint.into(),
+            amount_sql(gross),
+            checked_int(now_ms)?,
+            checked_int(now_ms)?,
+            checked_int(seq)?,
+            checked_int(seq)?,
+        ],
+    )?;
+    b.save(s)?;
+    reload(s, key)
+}
+
+fn settle_in<S: SqlStore>(
+    s: &mut S,
+    key: &str,
+    n: &Normalized<'_>,
+    now_ms: i64,
+) -> Result<Applied<Payment>, LedgerError> {
+    let p = load_payment(s, key)?.ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
+    match p.state {
+        PaymentState::Settled => {
+            return match n.differs_from(&p) {
+                None => Ok(Applied {
+                    record: p,
+                    replayed: true,
+                }),
+                Some(field) => Err(LedgerError::SettlementConflict(field)),
+            }
+        }
+        PaymentState::Voided => return Err(LedgerError::PaymentAlreadyVoided),
+        PaymentState::Reserved => {}
+    }
+    let (fee, net) = split_fee(p.gross, n.fee_bps)?;
+
+    let mut b = Balances::load(s)?;
+    b.reserved_gross = sub(b.reserved_gross, p.gross, "reserved gross")?;
+    b.reserved_count = dec(b.reserved_count, "reserved")?;
+    b.settled_gross = add(b.settled_gross, p.gross)?;
+    b.settled_fee = add(b.settled_fee, fee)?;
+    b.settled_net = add(b.settled_net, net)?;
+    b.settled_count = inc(b.settled_count)?;
+    if n.local_settlement {
+        b.local_net = add(b.local_net, net)?;
+        b.local_count = inc(b.local_count)?;
+    }
+    add_to_day(s, now_ms / DAY_MS, p.gross, fee, net)?;
+
+    let mut e = LedgerEntry::new(EntryKind::PaymentSettled, now_ms, p.gross);
+    e.payment_key = Some(key.to_owned());
+    e.fee = Some(fee);
+    e.net = Some(net);
+    e.fee_bps = Some(n.fee_bps);
+    e.tx_ref = Some(n.tx_ref.to_owned());
+    e.network = Some(n.network);
+    e.payer = Some(n.payer.clone());
+    e.local_settlement = Some(n.local_settlement);
+    let seq = append(s, &mut b, &e)?;
+    let updated = s.query_opt(
+        "UPDATE ledger_payments SET state = 'settled', fee = ?, net = ?, fee_bps = ?,
+            tx_ref = ?, network = ?, payer = ?, local_settlement = ?, updated_at_ms = ?,
+            last_seq = ?
+         WHERE payment_key = ? AND state = 'reserved' RETURNING payment_key",
+        &[
+            amount_sql(fee),
+            amount_sql(net),
+            n.fee_bps.into(),
+            n.tx_ref.into(),
+            n.network.caip2().into(),
+            n.payer.as_str().into(),
+            n.local_settlement.into(),
+            checked_int(now_ms)?,
+            checked_int(seq)?,
+            key.into(),
+        ],
+    )?;
+    if updated.is_none() {
+        return Err(corrupt(format!("payment {key:?} left reserved mid-settle")));
+    }
+    b.save(s)?;
+    Ok(Applied {
+        record: reload(s, key)?,
+        replayed: false,
+    })
+}
+
+/// Adds one settlement to its UTC day bucket (`day` = days since the epoch).
+fn add_to_day<S: SqlStore>(
+    s: &mut S,
+    day: i64,
+    gross: u128,
+    fee: u128,
+    net: u128,
+) -> Result<(), LedgerError> {
+    let row = s.query_opt(
+        "SELECT gross, fee, net, count FROM ledger_days WHERE day = ?",
+        &[checked_int(day)?],
+    )?;
+    let (g, f, n, c) = match &row {
+        Some(r) => (
+            amount_at(r, 0)?,
+            amount_at(r, 1)?,
+            amount_at(r, 2)?,
+            count_at(r, 3)?,
+        ),
+        None => (0, 0, 0, 0),
+    };
+    s.exec(
+        "INSERT INTO ledger_days (day, gross, fee, net, count) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (day) DO UPDATE SET gross = excluded.gross, fee = excluded.fee,
+            net = excluded.net, count = excluded.count",
+        &[
+            checked_int(day)?,
+            amount_sql(add(g, gross)?),
+            amount_sql(add(f, fee)?),
+            amount_sql(add(n, net)?),
+            count_sql(inc(c)?)?,
+        ],
+    )?;
+    Ok(())
+}
+
+fn void_in<S: SqlStore>(
+    s: &mut S,
+    key: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Applied<Payment>, LedgerError> {
+    let p = load_payment(s, key)?.ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
+    match p.state {
+        PaymentState::Voided => {
+            return Ok(Applied {
+                record: p,
+                replayed: true,
+            })
+        }
+        PaymentState::Settled => return Err(LedgerError::PaymentAlreadySettled),
+        PaymentState::Reserved => {}
+    }
+    let mut b = Balances::load(s)?;
+    b.reserved_gross = sub(b.reserved_gross, p.gross, "reserved gross")?;
+    b.reserved_count = dec(b.reserved_count, "reserved")?;
+    b.voided_count = inc(b.voided_count)?;
+
+    let mut e = LedgerEntry::new(EntryKind::PaymentVoided, now_ms, p.gross);
+    e.payment_key = Some(key.to_owned());
+    e.reason = Some(reason.to_owned());
+    let seq = append(s, &mut b, &e)?;
+    let updated = s.query_opt(
+        "UPDATE ledger_payments SET state = 'voided', void_reason = ?, updated_at_ms = ?,
+            last_seq = ?
+         WHERE payment_key = ? AND state = 'reserved' RETURNING payment_key",
+        &[
+            reason.into(),
+            checked_int(now_ms)?,
+            checked_int(seq)?,
+            key.into(),
+        ],
+    )?;
+    if updated.is_none() {
+        return Err(corrupt(format!("payment {key:?} left reserved mid-void")));
+    }
+    b.save(s)?;
+    Ok(Applied {
+        record: reload(s, key)?,
+        replayed: false,
+    })
+}
