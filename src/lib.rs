@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config_cache;
 pub mod forward;
 pub mod route;
+pub mod x402;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
