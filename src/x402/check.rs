@@ -87,7 +87,9 @@ pub fn check_payment(
             now_s,
         });
     }
-    debug_assert!(a.valid_after_s <= now_s && now_s + VALID_BEFORE_MARGIN_S < a.valid_before_s);
+    debug_assert!(
+        a.valid_after_s <= now_s && now_s.saturating_add(VALID_BEFORE_MARGIN_S) < a.valid_before_s
+    );
     Ok(AcceptedPayment {
         version: payment.version,
         network: offer.network,

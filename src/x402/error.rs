@@ -123,19 +123,27 @@ impl X402Error {
         }
     }
 
-    /// The HTTP status to answer with. Every refusal of the payment itself is a 402 (the
-    /// reference servers do the same), so a client gets fresh requirements and can retry.
+    /// The HTTP status to answer with, as the v2 HTTP transport maps them: a header that
+    /// cannot be read is a 400; a payment that was read but is refused (including one for a
+    /// version, scheme or network we do not take) is a 402, sent with fresh requirements so
+    /// the client can pay again; the facilitator's fault is a 502, ours a 500.
     pub fn status(&self) -> u16 {
+        use X402Error::*;
         match self {
-            X402Error::FacilitatorBadResponse(_) => 502,
-            X402Error::OfferMisconfigured(_) => 500,
+            HeaderTooLarge { .. }
+            | AmbiguousPaymentHeaders
+            | InvalidPaymentHeader(_)
+            | VersionHeaderMismatch { .. }
+            | InvalidPayload { .. } => 400,
+            FacilitatorBadResponse(_) => 502,
+            OfferMisconfigured(_) => 500,
             _ => 402,
         }
     }
 
-    /// Whether the payer is at fault (as opposed to the facilitator or the platform).
-    pub fn is_payment_refusal(&self) -> bool {
-        self.status() == 402
+    /// Whether the caller is at fault (as opposed to the facilitator or the platform).
+    pub fn is_caller_error(&self) -> bool {
+        matches!(self.status(), 400 | 402)
     }
 
     pub fn title(&self) -> &'static str {
@@ -189,6 +197,9 @@ mod tests {
         let p = X402Error::AmountMismatch { got: 1, want: 2 }.to_problem();
         assert_eq!((p.status, p.code.as_str()), (402, "amount_mismatch"));
         assert_eq!(X402Error::FacilitatorBadResponse("x".into()).status(), 502);
-        assert!(!X402Error::OfferMisconfigured("x").is_payment_refusal());
+        assert!(!X402Error::OfferMisconfigured("x").is_caller_error());
+        assert_eq!(X402Error::InvalidPaymentHeader("x".into()).status(), 400);
+        assert_eq!(X402Error::UnsupportedScheme("upto".into()).status(), 402);
+        assert!(X402Error::MalleableSignature.is_caller_error());
     }
 }
