@@ -10,6 +10,7 @@ pub mod config_cache;
 pub mod forward;
 pub mod proxy;
 pub mod route;
+pub mod x402;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
