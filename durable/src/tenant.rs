@@ -260,10 +260,12 @@ impl Price {
                 "must not be the zero address",
             ));
         }
-        if !(5..=3_600).contains(&self.max_timeout_seconds) {
+        // Clients sign validBefore = now + maxTimeoutSeconds and the paywall wants 6 s of slack,
+        // so short timeouts could never be paid.
+        if !(30..=3_600).contains(&self.max_timeout_seconds) {
             return Err(Problem::invalid_field(
                 "price.maxTimeoutSeconds",
-                "must be 5 to 3600",
+                "must be 30 to 3600",
             ));
         }
         match (self.asset_name.as_deref(), self.asset_version.as_deref()) {

@@ -8,6 +8,7 @@ mod bindings;
 mod dispatch;
 mod registry_client;
 mod respond;
+mod serve;
 
 use claw_durable::problem::Problem;
 use claw_durable::registry::TenantStatus;
@@ -16,12 +17,12 @@ use worker::{event, Context, Env, Request, Response, Result};
 use crate::route::{resolve, Target};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let outcome = handle(req, &env).await;
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let outcome = handle(req, &env, &ctx).await;
     Ok(outcome.unwrap_or_else(|p| respond::problem(&p)))
 }
 
-async fn handle(req: Request, env: &Env) -> std::result::Result<Response, Problem> {
+async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Problem> {
     let url = req
         .url()
         .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
@@ -50,7 +51,7 @@ async fn handle(req: Request, env: &Env) -> std::result::Result<Response, Proble
                 return Err(Problem::new(403, "tenant_suspended", "Tenant suspended")
                     .detail(format!("tenant {slug:?} is suspended")));
             }
-            dispatch::to_tenant(req, env, &record.config, &url, &rest).await
+            serve::call(req, env, ctx, &record.config, &url, &rest).await
         }
     }
 }
