@@ -1,12 +1,14 @@
 // Proxy tenants under load, in the same local workerd (bare sockets, no wrangler dev proxy,
 // no inspector), against the loopback upstream of the tests (tests/fakes/upstream.mjs):
 // 1. overhead: a GET through the dispatcher to a proxy tenant without cache vs the same GET
-//    straight to the upstream;
+//    straight to the upstream, at 1 connection (latency per call, no queueing) and under
+//    load (BENCH_CONNECTIONS);
 // 2. cache-hit latency: the same GET to a tenant whose cache holds the answer;
 // 3. upstream calls saved under a repeated-GET load with a short TTL (entries expire and
 //    are refetched during the run), counted at the upstream.
 // Prints a table. The machine may be shared: the figures are indicative.
 import { spawn } from "node:child_process";
+import http from "node:http";
 import path from "node:path";
 import { startLocal, seedDemoTenants, DEV_ADMIN_TOKEN, ROOT } from "../local/runtime.mjs";
 import { wrk, row, HEADER } from "./wrk.mjs";
@@ -25,7 +27,17 @@ async function startUpstreamProcess() {
   });
   return {
     url,
-    total: async () => (await (await fetch(`${url}/__stats`)).json()).total,
+    // A fresh connection each time: a pooled one may have idled out during a wrk run.
+    total: () =>
+      new Promise((resolve, reject) => {
+        http
+          .get(`${url}/__stats`, { agent: false }, (res) => {
+            let body = "";
+            res.on("data", (d) => (body += d));
+            res.on("end", () => resolve(JSON.parse(body).total));
+          })
+          .on("error", reject);
+      }),
     close: () => child.kill("SIGTERM"),
   };
 }
@@ -55,21 +67,28 @@ try {
   if (status !== "hit") throw new Error(`expected a cache hit, got ${status}`);
   for (const u of [direct, uncached, cached]) wrk(u, { seconds: 2, connections }); // warm-up
 
-  const a = wrk(direct, { seconds, connections });
-  const b = wrk(uncached, { seconds, connections });
-  const c = wrk(cached, { seconds, connections });
+  const signed = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(2)}`;
+  const table = (title, n) => {
+    const a = wrk(direct, { seconds, connections: n });
+    const b = wrk(uncached, { seconds, connections: n });
+    const c = wrk(cached, { seconds, connections: n });
+    console.log(`\n${title}: GET /json, ${n} connection(s), ${seconds}s each, wrk on loopback, workerd via Miniflare direct sockets\n`);
+    console.log(HEADER);
+    console.log(row("direct to the loopback upstream", a));
+    console.log(row("through dispatcher, proxy without cache", b));
+    console.log(row("through dispatcher, proxy cache hit", c));
+    console.log(`\nproxy overhead (no cache vs direct): p50 ${signed(b.p50Ms - a.p50Ms)} ms, p99 ${signed(b.p99Ms - a.p99Ms)} ms`);
+    console.log(`cache hit vs direct upstream: p50 ${signed(c.p50Ms - a.p50Ms)} ms, p99 ${signed(c.p99Ms - a.p99Ms)} ms`);
+  };
+  table("latency per call", 1);
+  table("under load", connections);
+
   const before = await up.total();
   const d = wrk(load, { seconds, connections });
   const upstreamCalls = (await up.total()) - before;
-
-  console.log(`\nproxy tenant, GET /json, ${connections} connections, ${seconds}s each, wrk on loopback, workerd via Miniflare direct sockets\n`);
+  console.log(`\nrepeated GET of one URL, ${connections} connections, ${seconds}s\n`);
   console.log(HEADER);
-  console.log(row("direct to the loopback upstream", a));
-  console.log(row("through dispatcher, proxy without cache", b));
-  console.log(row("through dispatcher, proxy cache hit", c));
-  console.log(row(`through dispatcher, cacheTtlS ${loadTtlS}, repeated GET`, d));
-  console.log(`\nproxy overhead (no cache vs direct): p50 +${(b.p50Ms - a.p50Ms).toFixed(2)} ms, p99 +${(b.p99Ms - a.p99Ms).toFixed(2)} ms`);
-  console.log(`cache hit vs direct upstream: p50 ${(c.p50Ms - a.p50Ms >= 0 ? "+" : "")}${(c.p50Ms - a.p50Ms).toFixed(2)} ms, p99 ${(c.p99Ms - a.p99Ms >= 0 ? "+" : "")}${(c.p99Ms - a.p99Ms).toFixed(2)} ms`);
+  console.log(row(`through dispatcher, cacheTtlS ${loadTtlS}`, d));
   const saved = d.requests - upstreamCalls;
   console.log(
     `repeated GET with cacheTtlS ${loadTtlS}: ${d.requests} calls served, ${upstreamCalls} reached the upstream, ` +
