@@ -506,8 +506,9 @@ fn is_header_token(s: &str) -> bool {
 }
 
 fn is_secret_name(s: &str) -> bool {
+    // Room for the dispatcher's per-tenant prefix (`{SLUG}__`, up to 65 bytes) and a name.
     !s.is_empty()
-        && s.len() <= 64
+        && s.len() <= 128
         && s.as_bytes()[0].is_ascii_alphabetic()
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

@@ -1,6 +1,8 @@
 // The local platform on workerd, through Miniflare's API: the built dispatcher (with its
-// Durable Objects, from wrangler.toml), the sample tenant Workers, and the Workers for
-// Platforms namespace emulator from tests/fakes/ bound as DISPATCHER.
+// Durable Objects, from wrangler.toml), the sample tenant Workers, the Workers for
+// Platforms namespace emulator from tests/fakes/ bound as DISPATCHER, and the namespace's
+// outbound Worker "claw-egress" (the same build with WORKER_ROLE=outbound, from
+// wrangler.egress.toml), through which every fetch of a tenant Worker goes.
 //
 // Used by scripts/dev (interactive), the end-to-end tests and the benchmarks. No wrangler
 // dev proxy sits in front: requests go straight to workerd's socket, and the inspector is
@@ -28,15 +30,68 @@ export const DEMO_TENANTS = {
   "demo-dataset": { resourceType: "dataset", workerName: "demo-dataset", plan: "pro" },
 };
 
+/// The outbound parameters declared for the namespace (wrangler.toml, [[dispatch_namespaces]]
+/// outbound.parameters); the emulator refuses others, as the real binding only passes these.
+export const OUTBOUND_PARAMETERS = ["tenant", "allowedHosts", "callId"];
+export const EGRESS_WORKER = "claw-egress";
+
+// Each tenant Worker runs behind tests/fakes/wfp_user_worker.js, which carries the call's
+// outbound parameters to the outbound Worker (see that file); its fetches go to claw-egress.
 function tenantWorker(name, files) {
+  const entry = `./${files[0]}`;
   return {
     name,
     compatibilityDate: "2026-04-20",
+    compatibilityFlags: ["nodejs_als"],
     modulesRoot: ROOT,
-    modules: files.map((f) => ({
-      type: f.endsWith(".js") ? "ESModule" : "Text",
-      path: path.join(ROOT, f),
-    })),
+    modules: [
+      {
+        type: "ESModule",
+        path: path.join(ROOT, `__wfp_user_worker_${name}.js`),
+        contents: [
+          `import { wrapUserWorker } from "./tests/fakes/wfp_user_worker.js";`,
+          `import worker from ${JSON.stringify(entry)};`,
+          `export default wrapUserWorker(worker);`,
+        ].join("\n"),
+      },
+      { type: "ESModule", path: path.join(ROOT, "tests/fakes/wfp_user_worker.js") },
+      ...files.map((f) => ({
+        type: f.endsWith(".js") ? "ESModule" : "Text",
+        path: path.join(ROOT, f),
+      })),
+    ],
+    outboundService: EGRESS_WORKER,
+  };
+}
+
+function readWorkerOptions(config) {
+  // wrangler warns that dispatch namespaces do not run locally; the emulator below is why.
+  const logLevel = process.env.WRANGLER_LOG;
+  process.env.WRANGLER_LOG = "error";
+  try {
+    return unstable_getMiniflareWorkerOptions(path.join(ROOT, config)).workerOptions;
+  } finally {
+    if (logLevel === undefined) delete process.env.WRANGLER_LOG;
+    else process.env.WRANGLER_LOG = logLevel;
+  }
+}
+
+/// workerd's output, minus the outbound Worker's per-subrequest records unless verbose.
+function runtimeStdio(verbose) {
+  const pipe = (stream, out) => {
+    let rest = "";
+    stream.on("data", (chunk) => {
+      const lines = (rest + chunk).split("\n");
+      rest = lines.pop();
+      for (const line of lines) {
+        if (verbose || !line.includes('{"egress":')) out.write(line + "\n");
+      }
+    });
+    stream.on("end", () => rest && out.write(rest + "\n"));
+  };
+  return (stdout, stderr) => {
+    pipe(stdout, process.stdout);
+    pipe(stderr, process.stderr);
   };
 }
 
@@ -46,7 +101,11 @@ function tenantWorker(name, files) {
  * - port: dispatcher port (0 picks a free one).
  * - directSockets: also give the dispatcher and each tenant Worker a socket of its own that
  *   bypasses Miniflare's entry worker (directUrls[name]), for side-by-side benchmarks.
- * - vars: extra bindings for the dispatcher (strings), e.g. tokens.
+ * - vars: extra bindings for the dispatcher (strings), e.g. tokens. PLATFORM_DOMAIN,
+ *   PLATFORM_HOSTS and ALLOW_LOOPBACK_UPSTREAMS also apply to the outbound Worker.
+ * - allowLoopbackUpstreams: sets ALLOW_LOOPBACK_UPSTREAMS=true (proxy upstreams and
+ *   tenants' fetches may reach loopback servers, e.g. tests/fakes/upstream.mjs). Off by
+ *   default, as in production.
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -54,17 +113,17 @@ export async function startLocal({
   host = "127.0.0.1",
   vars = {},
   directSockets = false,
+  allowLoopbackUpstreams = false,
   verbose = false,
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
-  // wrangler warns that dispatch namespaces do not run locally; the emulator below is why.
-  const logLevel = process.env.WRANGLER_LOG;
-  process.env.WRANGLER_LOG = "error";
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(path.join(ROOT, "wrangler.toml"));
-  if (logLevel === undefined) delete process.env.WRANGLER_LOG;
-  else process.env.WRANGLER_LOG = logLevel;
+  const workerOptions = readWorkerOptions("wrangler.toml");
   delete workerOptions.dispatchNamespaces;
+  if (allowLoopbackUpstreams) vars = { ...vars, ALLOW_LOOPBACK_UPSTREAMS: "true" };
+  const shared = Object.fromEntries(
+    ["PLATFORM_DOMAIN", "PLATFORM_HOSTS", "ALLOW_LOOPBACK_UPSTREAMS"].filter((k) => k in vars).map((k) => [k, vars[k]]),
+  );
   const dispatcher = {
     ...workerOptions,
     name: "claw-dispatcher",
@@ -87,7 +146,23 @@ export async function startLocal({
     name: "wfp-dispatch-namespace",
     modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/wfp_dispatch_namespace.js") }],
     modulesRoot: ROOT,
+    bindings: { OUTBOUND_PARAMETERS },
     serviceBindings: Object.fromEntries(Object.keys(TENANT_WORKERS).map((n) => [n, n])),
+  };
+  const egressOptions = readWorkerOptions("wrangler.egress.toml");
+  const egress = {
+    name: EGRESS_WORKER,
+    compatibilityDate: egressOptions.compatibilityDate,
+    compatibilityFlags: egressOptions.compatibilityFlags,
+    modulesRoot: path.join(ROOT, "build"),
+    modules: dispatcher.modules,
+    bindings: {
+      ...egressOptions.bindings,
+      PLATFORM_DOMAIN: "localhost",
+      // The emulator's stand-in for Workers for Platforms' outbound parameters.
+      OUTBOUND_PARAMS_FROM_EMULATOR: "true",
+      ...shared,
+    },
   };
   const tenants = Object.entries(TENANT_WORKERS).map(([name, files]) => {
     const w = tenantWorker(name, files);
@@ -101,7 +176,8 @@ export async function startLocal({
     // No network here: use Miniflare's placeholder request.cf instead of fetching one.
     cf: false,
     durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
-    workers: [dispatcher, namespace, ...tenants],
+    handleRuntimeStdio: runtimeStdio(verbose),
+    workers: [dispatcher, namespace, egress, ...tenants],
   });
   const url = await mf.ready;
   const directUrls = {};

@@ -1,13 +1,14 @@
 //! The operator API under `/__platform`: tenant management, behind the admin bearer token.
 
 use claw_durable::problem::Problem;
-use claw_durable::tenant::MAX_CONFIG_BYTES;
+use claw_durable::tenant::{TenantConfig, MAX_CONFIG_BYTES};
 use futures::StreamExt;
 use worker::{Env, Method, Request, Response};
 
 use super::bindings::{self, PLATFORM_ADMIN_TOKEN};
 use super::registry_client;
 use crate::auth::bearer_matches;
+use crate::proxy::{validate_secret_scope, validate_upstream};
 
 fn unauthorized() -> Problem {
     Problem::new(401, "unauthorized", "Missing or wrong bearer token")
@@ -53,7 +54,9 @@ pub async fn handle(
         );
     }
     let body = if matches!(method, Method::Put) {
-        Some(read_config_body(&mut req).await?)
+        let body = read_config_body(&mut req).await?;
+        check_proxy_upstream(&req, env, &body, segments.get(1).copied().unwrap_or(""))?;
+        Some(body)
     } else {
         None
     };
@@ -68,6 +71,22 @@ pub async fn handle(
         }
     }
     Ok(resp)
+}
+
+/// The registry validates configs but does not know the platform's hosts: a proxy tenant's
+/// upstream is checked against the SSRF rules here, before the config is stored, and so is
+/// the scope of the secrets it names (`crate::proxy::headers::secret_prefix`). A config
+/// that does not parse is left to the registry, which answers with the precise problem.
+fn check_proxy_upstream(req: &Request, env: &Env, body: &[u8], slug: &str) -> Result<(), Problem> {
+    let Ok(config) = TenantConfig::parse(body, slug) else {
+        return Ok(());
+    };
+    let Some(proxy) = &config.proxy else {
+        return Ok(());
+    };
+    let host = req.headers().get("host").ok().flatten();
+    validate_upstream(proxy, &super::proxy::ssrf_policy(env, host.as_deref()))?;
+    validate_secret_scope(&config.slug, proxy)
 }
 
 /// Reads a config body, refusing more than [`MAX_CONFIG_BYTES`] before and after reading.

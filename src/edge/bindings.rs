@@ -11,6 +11,23 @@ pub const PLATFORM_DOMAIN: &str = "PLATFORM_DOMAIN";
 /// Secret: bearer token of the admin API. Unset: the admin API is closed.
 pub const PLATFORM_ADMIN_TOKEN: &str = "PLATFORM_ADMIN_TOKEN";
 
+/// Other hosts that reach the platform (comma-separated, e.g. its `workers.dev` name): proxy
+/// upstreams and tenants' fetches may not point at them. `PLATFORM_DOMAIN`, its subdomains
+/// and the host a request came in on are always refused.
+pub const PLATFORM_HOSTS: &str = "PLATFORM_HOSTS";
+/// Local development and tests only: `true` lets proxy upstreams be loopback hosts over
+/// http, and lets the outbound Worker reach loopback for tenants listing `localhost`.
+/// Unset (the default, and production): refused.
+pub const ALLOW_LOOPBACK_UPSTREAMS: &str = "ALLOW_LOOPBACK_UPSTREAMS";
+/// `outbound`: this deployment of the Worker is the dispatch namespace's outbound Worker
+/// (see `wrangler.egress.toml`). Unset: the dispatcher.
+pub const WORKER_ROLE: &str = "WORKER_ROLE";
+pub const ROLE_OUTBOUND: &str = "outbound";
+/// Local runtime only: `true` makes the outbound Worker read the call's outbound parameters
+/// from the namespace emulator's request header instead of from its environment, where
+/// Workers for Platforms puts them. Never set in production, where a tenant could forge it.
+pub const OUTBOUND_PARAMS_FROM_EMULATOR: &str = "OUTBOUND_PARAMS_FROM_EMULATOR";
+
 /// A plain variable or secret, if set and non-empty.
 pub fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name)

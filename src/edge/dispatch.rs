@@ -2,11 +2,14 @@
 //!
 //! workers-rs's `DynamicDispatcher::get` passes no options, so the namespace's
 //! `get(name, args, options)` is bound here directly, to pass the plan's custom limits
-//! `{limits: {cpuMs, subRequests}}` on every call.
+//! `{limits: {cpuMs, subRequests}}` and the outbound Worker's parameters
+//! `{outbound: {tenant, allowedHosts, callId}}` on every call.
+//!
+//! Proxy tenants have no Worker: `super::proxy` serves them, with the same contract.
 
 use claw_durable::problem::Problem;
 use claw_durable::tenant::{CustomLimits, ResourceType, TenantConfig};
-use worker::js_sys::{Object, Promise, Reflect};
+use worker::js_sys::{Array, Object, Promise, Reflect};
 use worker::wasm_bindgen::prelude::*;
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
@@ -38,13 +41,30 @@ extern "C" {
     fn fetch(this: &UserWorker, request: &web_sys::Request) -> Result<Promise, JsValue>;
 }
 
-/// The options object `{limits: {cpuMs, subRequests}}`.
-fn options(limits: CustomLimits) -> Result<JsValue, JsValue> {
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = crypto, js_name = randomUUID)]
+    fn random_uuid() -> String;
+}
+
+/// The options object `{limits: {cpuMs, subRequests}, outbound: {tenant, allowedHosts,
+/// callId}}`. The outbound Worker receives `outbound`'s members as its `env` (they are
+/// declared as the namespace's outbound `parameters` in wrangler.toml).
+fn options(limits: CustomLimits, config: &TenantConfig, call_id: &str) -> Result<JsValue, JsValue> {
     let l = Object::new();
     Reflect::set(&l, &"cpuMs".into(), &limits.cpu_ms.into())?;
     Reflect::set(&l, &"subRequests".into(), &limits.sub_requests.into())?;
+    let hosts = Array::new();
+    for h in &config.allowed_hosts {
+        hosts.push(&h.into());
+    }
+    let outbound = Object::new();
+    Reflect::set(&outbound, &"tenant".into(), &config.slug.as_str().into())?;
+    Reflect::set(&outbound, &"allowedHosts".into(), &hosts)?;
+    Reflect::set(&outbound, &"callId".into(), &call_id.into())?;
     let o = Object::new();
     Reflect::set(&o, &"limits".into(), &l)?;
+    Reflect::set(&o, &"outbound".into(), &outbound)?;
     Ok(o.into())
 }
 
@@ -66,11 +86,11 @@ pub async fn to_tenant(
     let worker_name = match (config.resource_type, config.worker_name.as_deref()) {
         (ResourceType::Function | ResourceType::Dataset, Some(name)) => name,
         (ResourceType::Proxy, _) => {
-            return Err(Problem::new(
-                501,
-                "proxy_not_available",
-                "Proxy tenants are not served yet",
-            ))
+            let proxy = config
+                .proxy
+                .as_ref()
+                .ok_or_else(|| Problem::internal("proxy tenant without proxy config"))?;
+            return super::proxy::serve(req, env, config, proxy, url, rest).await;
         }
         (_, None) => return Err(Problem::internal("tenant has no worker name")),
     };
@@ -83,7 +103,7 @@ pub async fn to_tenant(
         worker::console_error!("building the forwarded request failed: {}", js_message(&e));
         Problem::new(400, "invalid_request", "Request could not be forwarded")
     })?;
-    let opts = options(config.plan.limits())
+    let opts = options(config.plan.limits(), config, &random_uuid())
         .map_err(|_| Problem::internal("building dispatch options"))?;
     let user_worker = namespace
         .get_with_options(worker_name, &JsValue::UNDEFINED, &opts)

@@ -6,6 +6,8 @@
 mod admin;
 mod bindings;
 mod dispatch;
+mod egress;
+mod proxy;
 mod registry_client;
 mod respond;
 mod serve;
@@ -18,6 +20,10 @@ use crate::route::{resolve, Target};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    // The same Worker, deployed as the dispatch namespace's outbound Worker.
+    if bindings::var(&env, bindings::WORKER_ROLE).as_deref() == Some(bindings::ROLE_OUTBOUND) {
+        return Ok(egress::handle(req, &env).await);
+    }
     let outcome = handle(req, &env, &ctx).await;
     Ok(outcome.unwrap_or_else(|p| respond::problem(&p)))
 }

@@ -14,7 +14,13 @@
 //!    host; `*.example.com` matches any subdomain at any depth (`a.example.com`,
 //!    `a.b.example.com`) but not `example.com` itself. Case and a trailing dot are ignored.
 //!    Ports are not part of the match.
+//!
+//! Local development only ([`EgressPolicy::allow_loopback`], off by default): loopback
+//! destinations pass step 3 when the tenant lists `localhost`, which then also covers
+//! loopback IP literals (the local platform domain is `localhost`, so step 2 still refuses
+//! the name `localhost` there; the upstream fakes listen on `127.0.0.1`).
 
+use serde::{Deserialize, Serialize};
 use url::Host;
 
 use super::ssrf::{
@@ -70,23 +76,31 @@ impl EgressDenial {
     }
 }
 
+/// The outbound Worker's settings (from its environment, not from the tenant).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EgressPolicy {
+    pub platform: PlatformHosts,
+    /// Local development only: loopback destinations are allowed when `allowedHosts` lists
+    /// `localhost` (see the module documentation).
+    pub allow_loopback: bool,
+}
+
+/// The `allowedHosts` entry that stands for loopback destinations in local development.
+pub const LOOPBACK_ENTRY: &str = "localhost";
+
 /// Whether a tenant's Worker may fetch `url`.
 pub fn egress_decision(
     allowed_hosts: &[String],
     url: &str,
-    platform: &PlatformHosts,
+    policy: &EgressPolicy,
 ) -> EgressDecision {
-    match decide(allowed_hosts, url, platform) {
+    match decide(allowed_hosts, url, policy) {
         Ok(()) => EgressDecision::Allow,
         Err(d) => EgressDecision::Deny(d),
     }
 }
 
-fn decide(
-    allowed_hosts: &[String],
-    url: &str,
-    platform: &PlatformHosts,
-) -> Result<(), EgressDenial> {
+fn decide(allowed_hosts: &[String], url: &str, policy: &EgressPolicy) -> Result<(), EgressDenial> {
     let parsed = parse_strict(url).map_err(|e| match e {
         SsrfError::Userinfo => EgressDenial::Userinfo,
         _ => EgressDenial::InvalidUrl,
@@ -96,13 +110,27 @@ fn decide(
         return Err(EgressDenial::Scheme(scheme.to_owned()));
     }
     let host = parsed.host().ok_or(EgressDenial::InvalidUrl)?;
-    check_host(&host, platform).map_err(|e| match e {
-        SsrfError::PlatformHost(h) => EgressDenial::PlatformHost(h),
-        SsrfError::Blocked { host, range } => EgressDenial::Blocked { host, range },
-        _ => EgressDenial::InvalidUrl,
-    })?;
+    let loopback = classify_host(&host) == Some(BlockedRange::Loopback);
+    let loopback_listed = policy.allow_loopback
+        && loopback
+        && allowed_hosts
+            .iter()
+            .any(|e| e.trim_end_matches('.').eq_ignore_ascii_case(LOOPBACK_ENTRY));
+    match check_host(&host, &policy.platform) {
+        Ok(()) => {}
+        Err(SsrfError::Blocked {
+            range: BlockedRange::Loopback,
+            ..
+        }) if loopback_listed => {}
+        Err(SsrfError::PlatformHost(h)) => return Err(EgressDenial::PlatformHost(h)),
+        Err(SsrfError::Blocked { host, range }) => {
+            return Err(EgressDenial::Blocked { host, range })
+        }
+        Err(_) => return Err(EgressDenial::InvalidUrl),
+    }
     let name = match host {
         Host::Domain(name) => name.trim_end_matches('.').to_ascii_lowercase(),
+        _ if loopback_listed => return Ok(()),
         ip => {
             debug_assert!(classify_host(&ip).is_none());
             return Err(EgressDenial::IpLiteral(ip.to_string()));
@@ -112,6 +140,74 @@ fn decide(
         Ok(())
     } else {
         Err(EgressDenial::NotAllowed(name))
+    }
+}
+
+/// The outbound parameters the dispatcher passes with each call
+/// (`get(name, args, {outbound: {tenant, allowedHosts, callId}})`). Workers for Platforms
+/// hands them to the outbound Worker as `env.tenant`, `env.allowedHosts`, `env.callId`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundParams {
+    #[serde(default)]
+    pub tenant: String,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Names the call, so each subrequest record can be added to the call's usage event.
+    #[serde(default)]
+    pub call_id: String,
+}
+
+/// Longest outbound parameters document accepted, in bytes (32 hosts of 255 bytes fit).
+pub const MAX_OUTBOUND_PARAMS_BYTES: usize = 16 * 1024;
+
+impl OutboundParams {
+    /// Reads the parameters (JSON). Missing or unreadable parameters allow nothing: the
+    /// policy is deny by default.
+    pub fn from_json(text: &str) -> OutboundParams {
+        if text.len() > MAX_OUTBOUND_PARAMS_BYTES {
+            return OutboundParams::default();
+        }
+        serde_json::from_str(text).unwrap_or_default()
+    }
+}
+
+/// One subrequest as the outbound Worker records it (one JSON log line each): what the usage
+/// event of call `callId` counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressRecord<'a> {
+    pub tenant: &'a str,
+    pub call_id: &'a str,
+    /// The destination host (empty when the URL does not parse).
+    pub host: String,
+    pub allowed: bool,
+    /// The denial code, when denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+}
+
+impl<'a> EgressRecord<'a> {
+    pub fn new(params: &'a OutboundParams, url: &str, decision: &EgressDecision) -> Self {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.chars().take(255).collect()))
+            .unwrap_or_default();
+        EgressRecord {
+            tenant: &params.tenant,
+            call_id: &params.call_id,
+            host,
+            allowed: *decision == EgressDecision::Allow,
+            code: match decision {
+                EgressDecision::Allow => None,
+                EgressDecision::Deny(d) => Some(d.code()),
+            },
+        }
+    }
+
+    /// `{"egress":{...}}`, one line.
+    pub fn to_log_line(&self) -> String {
+        serde_json::json!({ "egress": self }).to_string()
     }
 }
 
@@ -138,9 +234,16 @@ mod tests {
         PlatformHosts::new("402claw.dev", ["claw.acme.workers.dev"])
     }
 
+    fn policy() -> EgressPolicy {
+        EgressPolicy {
+            platform: platform(),
+            allow_loopback: false,
+        }
+    }
+
     fn decide(allowed: &[&str], url: &str) -> EgressDecision {
         let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
-        egress_decision(&allowed, url, &platform())
+        egress_decision(&allowed, url, &policy())
     }
 
     fn denied(allowed: &[&str], url: &str) -> &'static str {
@@ -250,6 +353,93 @@ mod tests {
             denied(&["*.com"], "https://[2606:4700::1111]/"),
             "egress_ip_literal_refused"
         );
+    }
+
+    #[test]
+    fn local_loopback_needs_the_setting_and_the_localhost_entry() {
+        let local = |allowed: &[&str], url: &str| {
+            let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+            let p = EgressPolicy {
+                platform: PlatformHosts::new("localhost", []),
+                allow_loopback: true,
+            };
+            match egress_decision(&allowed, url, &p) {
+                EgressDecision::Allow => "allowed",
+                EgressDecision::Deny(d) => d.code(),
+            }
+        };
+        for url in [
+            "http://127.0.0.1:9000/x",
+            "http://127.0.0.2/",
+            "http://[::1]:80/",
+            "http://0x7f.1/",
+        ] {
+            assert_eq!(local(&["localhost"], url), "allowed", "{url}");
+            assert_eq!(
+                local(&["api.example.com"], url),
+                "egress_host_refused",
+                "{url}"
+            );
+            // Without the setting, listing localhost changes nothing.
+            assert_eq!(denied(&["localhost"], url), "egress_host_refused", "{url}");
+        }
+        // The local platform domain is still the platform.
+        assert_eq!(
+            local(&["localhost"], "http://localhost:8787/t/x"),
+            "egress_platform_refused"
+        );
+        assert_eq!(
+            local(&["localhost"], "http://demo.localhost:8787/"),
+            "egress_platform_refused"
+        );
+        // Other ranges stay refused.
+        for url in [
+            "http://10.0.0.1/",
+            "http://169.254.169.254/",
+            "http://[fe80::1]/",
+        ] {
+            assert_eq!(local(&["localhost"], url), "egress_host_refused", "{url}");
+        }
+        assert_eq!(
+            local(&["localhost"], "https://8.8.8.8/"),
+            "egress_ip_literal_refused"
+        );
+        assert_eq!(
+            local(&[], "https://api.example.com/"),
+            "egress_host_not_allowed"
+        );
+    }
+
+    #[test]
+    fn outbound_params_default_to_nothing_allowed() {
+        let p = OutboundParams::from_json(
+            r#"{"tenant":"acme","allowedHosts":["api.example.com"],"callId":"c1"}"#,
+        );
+        assert_eq!(p.allowed_hosts, ["api.example.com"]);
+        assert_eq!((p.tenant.as_str(), p.call_id.as_str()), ("acme", "c1"));
+        for bad in ["", "null", "[]", "{\"allowedHosts\":\"x\"}", "{"] {
+            assert_eq!(
+                OutboundParams::from_json(bad),
+                OutboundParams::default(),
+                "{bad}"
+            );
+        }
+        let huge = format!(
+            r#"{{"allowedHosts":["a.com"],"pad":"{}"}}"#,
+            "x".repeat(MAX_OUTBOUND_PARAMS_BYTES)
+        );
+        assert!(OutboundParams::from_json(&huge).allowed_hosts.is_empty());
+        let d = decide(&[], "https://evil.net/x");
+        let line = EgressRecord::new(&p, "https://evil.net/x", &d).to_log_line();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["egress"]["tenant"], "acme");
+        assert_eq!(v["egress"]["callId"], "c1");
+        assert_eq!(v["egress"]["host"], "evil.net");
+        assert_eq!(v["egress"]["allowed"], false);
+        assert_eq!(v["egress"]["code"], "egress_host_not_allowed");
+        let ok = EgressRecord::new(&p, "https://api.example.com/", &EgressDecision::Allow);
+        assert!(ok.allowed && ok.code.is_none());
+        assert_eq!(EgressRecord::new(&p, "::", &d).host, "");
     }
 
     #[test]

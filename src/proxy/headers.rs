@@ -8,11 +8,21 @@
 //! - the caller's network identity, which a third-party upstream has no business seeing:
 //!   `cf-*`, `x-forwarded-*`, `x-real-ip`, `forwarded`, `true-client-ip`;
 //! - `content-length` (the runtime sets it from the body it sends);
+//! - `accept-encoding`: the proxy reads the upstream's body whole, so the runtime negotiates
+//!   the encodings it decodes itself; a caller's choice (say `zstd`, which the runtime
+//!   passes through undecoded) would break the transform and put one caller's encoding in
+//!   the cache for all;
 //! - the tenant's `apiKeyHeader`, a platform credential;
 //! - `range` and `if-range` when a JSON transform runs (it needs the whole body);
 //! - any header named like an injected header, so a caller cannot override a credential.
 //!
 //! Then the injected headers, each with its secret's value.
+//!
+//! Secrets are scoped per tenant: a tenant's `injectHeaders[].secret` must name a binding
+//! that starts with [`secret_prefix`] of its slug (`acme-weather` -> `ACME_WEATHER__`), e.g.
+//! `ACME_WEATHER__API_KEY`. Without that, a config naming another binding of the
+//! dispatcher (`PLATFORM_ADMIN_TOKEN`, another tenant's key) would send its value to an
+//! upstream the config chooses. Slugs never hold `--`, so no tenant's prefix is another's.
 //!
 //! Upstream -> caller: everything [`forward_response_header`] forwards (no hop-by-hop), minus
 //! the headers the upstream's `Connection` names, minus `set-cookie`/`set-cookie2` (cookies
@@ -70,6 +80,13 @@ pub enum HeaderError {
     /// The secret a header names is not bound (detail for logs only).
     #[error("secret {secret} for header {header} is not bound")]
     SecretMissing { header: String, secret: String },
+    /// The secret is not in the tenant's scope ([`secret_prefix`]).
+    #[error("secret {secret} for header {header} is outside the tenant's scope {prefix}*")]
+    SecretOutOfScope {
+        header: String,
+        secret: String,
+        prefix: String,
+    },
     /// The secret's value cannot be a header value (never printed).
     #[error("the value of secret {secret} for header {header} is not a valid header value")]
     SecretInvalid { header: String, secret: String },
@@ -96,6 +113,36 @@ pub struct RequestHeaderRules<'a> {
     pub api_key_header: Option<&'a str>,
     /// A JSON transform will read the response.
     pub transforming: bool,
+}
+
+/// The prefix of the secret bindings tenant `slug` may name: the slug in upper case, `-` as
+/// `_`, then `__`.
+pub fn secret_prefix(slug: &str) -> String {
+    let mut p: String = slug
+        .chars()
+        .map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    p.push_str("__");
+    p
+}
+
+/// Refuses an injected header whose secret is outside tenant `slug`'s scope.
+pub fn check_secret_scope(slug: &str, injected: &[InjectedHeader]) -> Result<(), HeaderError> {
+    let prefix = secret_prefix(slug);
+    match injected
+        .iter()
+        .find(|h| !(h.secret.starts_with(&prefix) && h.secret.len() > prefix.len()))
+    {
+        Some(h) => Err(HeaderError::SecretOutOfScope {
+            header: h.name.clone(),
+            secret: h.secret.clone(),
+            prefix,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Looks up each injected header's secret (`secret(binding_name)`) and checks its value.
@@ -147,6 +194,7 @@ pub fn proxy_request_header(
     let n = name.as_str();
     !(n == "cookie"
         || n == "content-length"
+        || n == "accept-encoding"
         || CALLER_IDENTITY.contains(&n)
         || CALLER_IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
         || rules
@@ -233,6 +281,47 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_scoped_per_tenant() {
+        assert_eq!(secret_prefix("acme-weather-2"), "ACME_WEATHER_2__");
+        let h = |secret: &str| {
+            vec![InjectedHeader {
+                name: "x-key".into(),
+                secret: secret.into(),
+            }]
+        };
+        assert_eq!(
+            check_secret_scope("acme-weather", &h("ACME_WEATHER__API_KEY")),
+            Ok(())
+        );
+        for bad in [
+            "PLATFORM_ADMIN_TOKEN",
+            "ACME_WEATHER__",
+            "ACME_WEATHER_API_KEY",
+            "ACME__API_KEY",
+            "acme_weather__API_KEY",
+            "REGISTRY",
+        ] {
+            let e = check_secret_scope("acme-weather", &h(bad)).unwrap_err();
+            assert_eq!(e.code(), "upstream_credentials_invalid", "{bad}");
+        }
+        // No tenant's prefix starts another's: "a" cannot read "a-b"'s secrets.
+        assert!(check_secret_scope("a", &h("A_B__KEY")).is_err());
+        assert!(check_secret_scope("a-b", &h("A_B__KEY")).is_ok());
+        assert!(check_secret_scope("a-b", &[]).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Two different slugs never share a secret: a name in one's scope is not in the other's.
+        #[test]
+        fn scopes_are_disjoint(a in "[a-z][a-z0-9]{0,3}(-[a-z0-9]{1,3}){0,2}", b in "[a-z][a-z0-9]{0,3}(-[a-z0-9]{1,3}){0,2}", name in "[A-Z][A-Z0-9_]{0,6}") {
+            proptest::prop_assume!(a != b);
+            let secret = format!("{}{name}", secret_prefix(&a));
+            let h = vec![InjectedHeader { name: "x".into(), secret }];
+            proptest::prop_assert!(check_secret_scope(&b, &h).is_err());
+        }
+    }
+
+    #[test]
     fn caller_headers() {
         let injected = inj(&["X-Api-Key", "authorization"]);
         let rules = RequestHeaderRules {
@@ -264,6 +353,7 @@ mod tests {
             ("Range", "bytes=0-1"),
             ("If-Range", "\"e\""),
             ("If-None-Match", "\"e\""),
+            ("Accept-Encoding", "zstd"),
         ];
         let resolved = vec![
             ("X-Api-Key".to_owned(), "k-123".to_owned()),
@@ -288,6 +378,7 @@ mod tests {
         assert!(proxy_request_header("authorization", &[], &plain));
         assert!(proxy_request_header("x-api-key", &[], &plain));
         assert!(!proxy_request_header("cookie", &[], &plain));
+        assert!(!proxy_request_header("Accept-Encoding", &[], &plain));
     }
 
     #[test]

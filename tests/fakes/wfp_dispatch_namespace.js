@@ -1,45 +1,68 @@
 // Stands in for Cloudflare's Workers for Platforms dispatch namespace, which wrangler and
 // Miniflare cannot run locally. Miniflare loads this module as the dispatcher's DISPATCHER
 // binding (a wrapped binding); its env holds a service binding per user Worker, named by
-// the Worker's script name.
+// the Worker's script name, and OUTBOUND_PARAMETERS, the outbound parameter names declared
+// for the namespace (wrangler.toml, [[dispatch_namespaces]] outbound.parameters).
 //
 // It keeps the real binding's contract, so the dispatcher's code path is the production one:
 // - get(name, args, options) returns a fetcher at once; an unknown name only fails when
 //   fetched, with "Worker not found." as the real namespace does;
 // - options.limits must be {cpuMs, subRequests} with positive integers (TypeError otherwise);
-// - the limits asked for travel to the user Worker in the `x-wfp-emulator-limits` request
-//   header, so local runs and tests can check what the dispatcher asked for. (Cloudflare
-//   enforces them instead; no such header exists in production.)
+// - options.outbound must be an object whose members are declared outbound parameters
+//   (TypeError otherwise).
+// What it cannot do like the real one, it hands over in request headers (no such headers
+// exist in production):
+// - `x-wfp-emulator-limits`: the limits asked for, so local runs and tests can check them
+//   (Cloudflare enforces them instead);
+// - `x-wfp-emulator-outbound`: the outbound parameters (JSON). Workers for Platforms gives
+//   them to the outbound Worker as env members; locally, the user Worker shim
+//   (wfp_user_worker.js) keeps them for the call and puts them on each of the call's
+//   outbound requests, which Miniflare routes to the outbound Worker ("claw-egress").
 
 const LIMIT_KEYS = ["cpuMs", "subRequests"];
+const LIMITS_HEADER = "x-wfp-emulator-limits";
+const OUTBOUND_HEADER = "x-wfp-emulator-outbound";
 
-function checkOptions(options) {
-  if (options === undefined || options === null) return null;
+function checkOptions(options, declared) {
+  if (options === undefined || options === null) return { limits: null, outbound: null };
   if (typeof options !== "object") throw new TypeError("options must be an object");
-  const limits = options.limits;
-  if (limits === undefined) return null;
-  if (typeof limits !== "object" || limits === null) throw new TypeError("options.limits must be an object");
-  for (const key of Object.keys(limits)) {
-    if (!LIMIT_KEYS.includes(key)) throw new TypeError(`unknown limit ${key}`);
-    if (!Number.isInteger(limits[key]) || limits[key] <= 0) {
-      throw new TypeError(`limits.${key} must be a positive integer`);
+  let limits = options.limits ?? null;
+  if (limits !== null) {
+    if (typeof limits !== "object") throw new TypeError("options.limits must be an object");
+    for (const key of Object.keys(limits)) {
+      if (!LIMIT_KEYS.includes(key)) throw new TypeError(`unknown limit ${key}`);
+      if (!Number.isInteger(limits[key]) || limits[key] <= 0) {
+        throw new TypeError(`limits.${key} must be a positive integer`);
+      }
     }
   }
-  return limits;
+  const outbound = options.outbound ?? null;
+  if (outbound !== null) {
+    if (typeof outbound !== "object" || Array.isArray(outbound)) {
+      throw new TypeError("options.outbound must be an object");
+    }
+    for (const key of Object.keys(outbound)) {
+      if (!declared.includes(key)) throw new TypeError(`outbound parameter ${key} is not declared`);
+    }
+  }
+  return { limits, outbound };
 }
 
 export default function makeDispatchNamespace(env) {
+  const declared = env.OUTBOUND_PARAMETERS ?? [];
   return {
     get(name, args, options) {
       if (typeof name !== "string" || name.length === 0) throw new TypeError("name must be a non-empty string");
-      const limits = checkOptions(options);
+      const { limits, outbound } = checkOptions(options, declared);
       const target = env[name];
       return {
         async fetch(input, init) {
           if (!target || typeof target.fetch !== "function") throw new Error("Worker not found.");
           const request = new Request(input, init);
           const headers = new Headers(request.headers);
-          headers.set("x-wfp-emulator-limits", JSON.stringify(limits));
+          headers.set(LIMITS_HEADER, JSON.stringify(limits));
+          if (outbound) headers.set(OUTBOUND_HEADER, JSON.stringify(outbound));
+          else headers.delete(OUTBOUND_HEADER);
           return target.fetch(new Request(request, { headers }));
         },
       };

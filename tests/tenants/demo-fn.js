@@ -1,6 +1,8 @@
 // Sample "function" tenant: a creator's own Worker, deployed into the dispatch namespace.
 // /hello answers a greeting; /echo shows what the tenant received (method, path, query,
-// headers, body, and the custom limits the dispatcher asked the namespace for).
+// headers, body, and the custom limits the dispatcher asked the namespace for); /fetch
+// fetches each `url` query parameter in turn and reports what came back (its fetches go
+// through the platform's outbound Worker, which applies the tenant's allowedHosts).
 export default {
   async fetch(request) {
     const url = new URL(request.url);
@@ -35,6 +37,21 @@ export default {
           },
         });
         return new Response(body, { headers: { "content-type": "text/plain" } });
+      }
+      case "/fetch": {
+        const results = [];
+        for (const target of url.searchParams.getAll("url")) {
+          try {
+            const r = await fetch(target, { redirect: "manual" });
+            const text = await r.text();
+            let code = null;
+            if (r.headers.get("content-type") === "application/problem+json") code = JSON.parse(text).code;
+            results.push({ url: target, status: r.status, egress: r.headers.get("x-claw-egress"), code, body: text.slice(0, 2000) });
+          } catch (e) {
+            results.push({ url: target, error: String(e?.message ?? e) });
+          }
+        }
+        return Response.json({ results });
       }
       case "/throw":
         throw new Error("a bug in the tenant's code");
