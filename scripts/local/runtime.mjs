@@ -26,6 +26,13 @@ export const TENANT_WORKERS = {
 export const DEMO_TENANTS = {
   "demo-fn": { resourceType: "function", workerName: "demo-fn", plan: "free" },
   "demo-dataset": { resourceType: "dataset", workerName: "demo-dataset", plan: "pro" },
+  // Rate limited per caller: 3 calls at once (burst 2), then one every 2 s.
+  "demo-limited": {
+    resourceType: "function",
+    workerName: "demo-fn",
+    plan: "free",
+    rateLimit: { perCaller: "5/10s", burst: 2 },
+  },
 };
 
 function tenantWorker(name, files) {
@@ -47,6 +54,10 @@ function tenantWorker(name, files) {
  * - directSockets: also give the dispatcher and each tenant Worker a socket of its own that
  *   bypasses Miniflare's entry worker (directUrls[name]), for side-by-side benchmarks.
  * - vars: extra bindings for the dispatcher (strings), e.g. tokens.
+ * - omitBindings: dispatcher bindings to leave out (e.g. ["RATE_LIMITER"], to run the
+ *   dispatcher with an unreachable limiter).
+ * - extraWorkers: more Miniflare worker options in the same workerd (benchmark fixtures);
+ *   with directSockets each gets directUrls[name] too.
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -55,6 +66,8 @@ export async function startLocal({
   vars = {},
   directSockets = false,
   verbose = false,
+  omitBindings = [],
+  extraWorkers = [],
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
@@ -82,6 +95,11 @@ export async function startLocal({
     wrappedBindings: { DISPATCHER: { scriptName: "wfp-dispatch-namespace" } },
   };
   delete dispatcher.modulesRules;
+  for (const name of omitBindings) {
+    for (const kind of ["bindings", "durableObjects", "kvNamespaces", "serviceBindings"]) {
+      if (dispatcher[kind]) delete dispatcher[kind][name];
+    }
+  }
   if (directSockets) dispatcher.unsafeDirectSockets = [{ host, port: 0 }];
   const namespace = {
     name: "wfp-dispatch-namespace",
@@ -94,6 +112,7 @@ export async function startLocal({
     if (directSockets) w.unsafeDirectSockets = [{ host, port: 0 }];
     return w;
   });
+  const extras = extraWorkers.map((w) => (directSockets ? { ...w, unsafeDirectSockets: [{ host, port: 0 }] } : w));
   const mf = new Miniflare({
     host,
     port,
@@ -101,12 +120,12 @@ export async function startLocal({
     // No network here: use Miniflare's placeholder request.cf instead of fetching one.
     cf: false,
     durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
-    workers: [dispatcher, namespace, ...tenants],
+    workers: [dispatcher, namespace, ...tenants, ...extras],
   });
   const url = await mf.ready;
   const directUrls = {};
   if (directSockets) {
-    for (const name of ["claw-dispatcher", ...Object.keys(TENANT_WORKERS)]) {
+    for (const name of ["claw-dispatcher", ...Object.keys(TENANT_WORKERS), ...extras.map((w) => w.name)]) {
       directUrls[name] = (await mf.unsafeGetDirectURL(name)).toString().replace(/\/$/, "");
     }
   }

@@ -6,6 +6,7 @@
 mod admin;
 mod bindings;
 mod dispatch;
+mod limit;
 mod registry_client;
 mod respond;
 mod serve;
