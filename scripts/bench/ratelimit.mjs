@@ -7,6 +7,7 @@
 // 3. admitted checks per second one limiter object sustains (fixture Worker calling one
 //    object, every check admitted), and the same through the dispatcher.
 import path from "node:path";
+import http from "node:http";
 import { startLocal, seedDemoTenants, ROOT } from "../local/runtime.mjs";
 import { wrk, row, HEADER } from "./wrk.mjs";
 
@@ -51,16 +52,22 @@ try {
   const kv = p.directUrls["kv-limiter"];
   const probe = p.directUrls["limiter-probe"];
 
-  // 1. The same burst at both limiters, a fresh caller each round.
+  // 1. The same burst at both limiters, a fresh caller each round. A connection per
+  // request, so all of them are in flight at once and none meets a closing kept-alive one.
+  const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+  const status = (url, headers) =>
+    new Promise((resolve, reject) => {
+      const u = new URL(url);
+      const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, headers, agent }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end();
+    });
   const fire = async (url, ip) => {
-    const statuses = await Promise.all(
-      Array.from({ length: burst }, () =>
-        fetch(url, { headers: { "cf-connecting-ip": ip } }).then(async (r) => {
-          await r.arrayBuffer();
-          return r.status;
-        }),
-      ),
-    );
+    const statuses = await Promise.all(Array.from({ length: burst }, () => status(url, { "cf-connecting-ip": ip })));
     const admitted = statuses.filter((s) => s === 200).length;
     const refused = statuses.filter((s) => s === 429).length;
     if (admitted + refused !== burst) throw new Error(`${url}: unexpected statuses ${[...new Set(statuses)]}`);

@@ -10,6 +10,7 @@
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import http from "node:http";
 import { startPlatform, admin, assertProblem, tempStateDir } from "./harness.mjs";
 import { startLocal, seedDemoTenants } from "../../scripts/local/runtime.mjs";
 
@@ -36,15 +37,32 @@ async function put(slug, config, platformUrl = p.url) {
   assert.ok(r.status === 200 || r.status === 201, `${slug}: ${r.status} ${r.text}`);
 }
 
-/// One request; returns status, headers, text, json.
-async function call(url, headers = {}) {
-  const res = await fetch(url, { headers });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = JSON.parse(text);
-  } catch {}
-  return { status: res.status, headers: res.headers, text, json };
+// A connection per request, closed after it: a storm of hundreds really is hundreds of
+// requests in flight, and no request can hit a kept-alive connection the server is closing.
+const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+
+/// One GET; returns status, headers (a `Headers`), text, json.
+function call(url, headers = {}) {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, headers, agent }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        const h = new Headers();
+        for (let i = 0; i < res.rawHeaders.length; i += 2) h.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
+        let json = null;
+        try {
+          json = JSON.parse(text);
+        } catch {}
+        resolve({ status: res.statusCode, headers: h, text, json });
+      });
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 /// `n` requests all in flight at once.
