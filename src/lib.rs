@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config_cache;
 pub mod forward;
 pub mod proxy;
+pub mod ratelimit;
 pub mod route;
 pub mod x402;
 
@@ -18,3 +19,7 @@ mod edge;
 /// The Durable Object classes this Worker exports (wrangler.toml names them).
 #[cfg(target_arch = "wasm32")]
 pub use claw_durable::registry::object::TenantRegistry;
+
+/// The rate limiter object (not `worker::RateLimiter`, the platform's own binding type).
+#[cfg(target_arch = "wasm32")]
+pub use claw_durable::limiter::object::RateLimiter;

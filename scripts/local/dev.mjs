@@ -16,6 +16,8 @@ Try:
   curl -s http://demo-fn.localhost:${port}/echo -d 'hi'
   curl -s "${u}/t/demo-dataset/rows?country=PT"
   curl -s ${u}/t/nobody/x                      # 404 problem+json
+  for i in 1 2 3 4; do curl -s -o /dev/null -D - ${u}/t/demo-limited/hello | grep -iE '^(HTTP|ratelimit|retry-after)'; done
+                                               # rate limited: 3 at once, then 429 with Retry-After
   curl -s -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants
   curl -s -X PUT -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-api \\
        -d '{"resourceType":"function","workerName":"demo-fn","plan":"pro","rateLimit":{"perCaller":"100/60s"}}'

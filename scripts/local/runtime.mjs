@@ -28,6 +28,13 @@ export const TENANT_WORKERS = {
 export const DEMO_TENANTS = {
   "demo-fn": { resourceType: "function", workerName: "demo-fn", plan: "free" },
   "demo-dataset": { resourceType: "dataset", workerName: "demo-dataset", plan: "pro" },
+  // Rate limited per caller: 3 calls at once (burst 2), then one every 2 s.
+  "demo-limited": {
+    resourceType: "function",
+    workerName: "demo-fn",
+    plan: "free",
+    rateLimit: { perCaller: "5/10s", burst: 2 },
+  },
 };
 
 /// The outbound parameters declared for the namespace (wrangler.toml, [[dispatch_namespaces]]
@@ -106,6 +113,10 @@ function runtimeStdio(verbose) {
  * - allowLoopbackUpstreams: sets ALLOW_LOOPBACK_UPSTREAMS=true (proxy upstreams and
  *   tenants' fetches may reach loopback servers, e.g. tests/fakes/upstream.mjs). Off by
  *   default, as in production.
+ * - omitBindings: dispatcher bindings to leave out (e.g. ["RATE_LIMITER"], to run the
+ *   dispatcher with an unreachable limiter).
+ * - extraWorkers: more Miniflare worker options in the same workerd (benchmark fixtures);
+ *   with directSockets each gets directUrls[name] too.
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -115,6 +126,8 @@ export async function startLocal({
   directSockets = false,
   allowLoopbackUpstreams = false,
   verbose = false,
+  omitBindings = [],
+  extraWorkers = [],
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
@@ -141,6 +154,11 @@ export async function startLocal({
     wrappedBindings: { DISPATCHER: { scriptName: "wfp-dispatch-namespace" } },
   };
   delete dispatcher.modulesRules;
+  for (const name of omitBindings) {
+    for (const kind of ["bindings", "durableObjects", "kvNamespaces", "serviceBindings"]) {
+      if (dispatcher[kind]) delete dispatcher[kind][name];
+    }
+  }
   if (directSockets) dispatcher.unsafeDirectSockets = [{ host, port: 0 }];
   const namespace = {
     name: "wfp-dispatch-namespace",
@@ -169,6 +187,7 @@ export async function startLocal({
     if (directSockets) w.unsafeDirectSockets = [{ host, port: 0 }];
     return w;
   });
+  const extras = extraWorkers.map((w) => (directSockets ? { ...w, unsafeDirectSockets: [{ host, port: 0 }] } : w));
   const mf = new Miniflare({
     host,
     port,
@@ -177,12 +196,12 @@ export async function startLocal({
     cf: false,
     durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
     handleRuntimeStdio: runtimeStdio(verbose),
-    workers: [dispatcher, namespace, egress, ...tenants],
+    workers: [dispatcher, namespace, egress, ...tenants, ...extras],
   });
   const url = await mf.ready;
   const directUrls = {};
   if (directSockets) {
-    for (const name of ["claw-dispatcher", ...Object.keys(TENANT_WORKERS)]) {
+    for (const name of ["claw-dispatcher", ...Object.keys(TENANT_WORKERS), ...extras.map((w) => w.name)]) {
       directUrls[name] = (await mf.unsafeGetDirectURL(name)).toString().replace(/\/$/, "");
     }
   }

@@ -4,6 +4,8 @@ use worker::Env;
 
 /// Durable Object namespace of the tenant registry (class `TenantRegistry`).
 pub const REGISTRY: &str = "REGISTRY";
+/// Durable Object namespace of the rate limiters (class `RateLimiter`).
+pub const RATE_LIMITER: &str = "RATE_LIMITER";
 /// The Workers for Platforms dispatch namespace holding tenants' Workers.
 pub const DISPATCHER: &str = "DISPATCHER";
 /// Tenants are also reached at `{slug}.{PLATFORM_DOMAIN}`.

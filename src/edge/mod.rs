@@ -7,6 +7,7 @@ mod admin;
 mod bindings;
 mod dispatch;
 mod egress;
+mod limit;
 mod proxy;
 mod registry_client;
 mod respond;

@@ -5,7 +5,7 @@ use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
 use worker::{Context, Env, Request, Response, Url};
 
-use super::dispatch;
+use super::{dispatch, limit};
 
 /// Serves a request for an active tenant; `rest` is the path the tenant sees.
 pub async fn call(
@@ -16,5 +16,12 @@ pub async fn call(
     url: &Url,
     rest: &str,
 ) -> Result<Response, Problem> {
-    dispatch::to_tenant(req, env, config, url, rest).await
+    let admission = match limit::check(&req, env, config).await {
+        Ok(admission) => admission,
+        // Usage events (issue 5): record a non-countable `rate_limited` event here for a
+        // `RefusalReason::RateLimited` refusal of `refusal.caller_key`.
+        Err(refusal) => return Ok(limit::refused(&refusal)),
+    };
+    let answer = dispatch::to_tenant(req, env, config, url, rest).await;
+    Ok(limit::admitted(&admission, answer))
 }
