@@ -415,7 +415,8 @@ pub struct RateLimitPolicy {
     pub per_caller: Option<Rate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global: Option<Rate>,
-    /// Extra requests a caller may send at once above the steady rate.
+    /// Extra requests allowed at once above the steady rate, for each limit set (per caller,
+    /// and the global limit split over its shards). Unset: 0, a strict pacer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// Unset: closed for paid tenants, open for free ones.
@@ -741,10 +742,11 @@ impl TenantConfig {
                     format!("must be at most {MAX_BURST}"),
                 ));
             }
-            if self.rate_limit.per_caller.is_none() {
+            // The burst applies to each limit the tenant sets (split over the global shards).
+            if self.rate_limit.per_caller.is_none() && self.rate_limit.global.is_none() {
                 return Err(Problem::invalid_field(
                     "rateLimit.burst",
-                    "needs rateLimit.perCaller",
+                    "needs rateLimit.perCaller or rateLimit.global",
                 ));
             }
         }
