@@ -716,10 +716,19 @@ impl<'s, S: SqlStore> EventStore<'s, S> {
         )?;
         let deleted = u32::try_from(gone.len()).unwrap_or(u32::MAX);
         let more = deleted >= max_rows;
-        let next = now_ms.saturating_add(if more { 1_000 } else { SWEEP_INTERVAL_MS });
+        let empty = self
+            .store
+            .query_opt("SELECT 1 FROM events LIMIT 1", &[])?
+            .is_none();
+        // An empty table needs no sweep until the next insert schedules one.
+        let next = match (more, empty) {
+            (true, _) => Some(now_ms.saturating_add(1_000)),
+            (false, true) => None,
+            (false, false) => Some(now_ms.saturating_add(SWEEP_INTERVAL_MS)),
+        };
         self.store.exec(
             "UPDATE events_meta SET next_sweep_ms = ? WHERE id = 1",
-            &[checked_int(next)?],
+            &[next.map(checked_int).transpose()?.unwrap_or(SqlValue::Null)],
         )?;
         Ok(SweepReport { deleted, more })
     }
@@ -1073,7 +1082,6 @@ mod tests {
             .unwrap();
         assert_eq!(page.events.len(), 3);
         assert_eq!(page.events[0].event, a, "the first write stands");
-        drop(store);
         // Trending counted a and c once each, in both grains.
         assert_eq!(count(&mut db, "SELECT sum(calls) FROM trend_buckets"), 4);
     }
@@ -1100,7 +1108,6 @@ mod tests {
             (p.status, p.code.as_str(), p.field.as_deref()),
             (400, "invalid_event", Some("[1].route"))
         );
-        drop(store);
         assert_eq!(count(&mut db, "SELECT count(*) FROM events"), 0);
         assert_eq!(count(&mut db, "SELECT count(*) FROM trend_buckets"), 0);
         assert_eq!(count(&mut db, "SELECT last_seq FROM events_meta"), 0);
@@ -1212,9 +1219,11 @@ mod tests {
             left.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
             vec![26]
         );
-        // Sweep everything; the next event still gets a fresh seq.
+        // Sweep everything: no more sweeps are scheduled; the next event still gets a fresh
+        // seq and schedules the next sweep.
         let much_later = later + DEFAULT_RETENTION_MS + 1;
         store.sweep(much_later, 10).unwrap();
+        assert!(!store.sweep_due(i64::MAX).unwrap(), "no sweep scheduled");
         let r = store
             .append(
                 &[settled("next", "demo", much_later, 1, 1)],
@@ -1223,6 +1232,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.results[0].seq, Some(27));
+        assert!(!store.sweep_due(much_later).unwrap());
+        assert!(store.sweep_due(much_later + SWEEP_INTERVAL_MS).unwrap());
     }
 
     #[test]
@@ -1364,7 +1375,6 @@ mod tests {
             let mut expected: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
             expected.sort();
             prop_assert_eq!(ids, expected);
-            drop(store);
             let countable = events.iter().filter(|e| e.counts_for_trending()).count() as i64;
             prop_assert_eq!(count(&mut db, "SELECT coalesce(sum(calls), 0) FROM trend_buckets WHERE grain_ms = 300000"), countable);
             prop_assert_eq!(count(&mut db, "SELECT coalesce(sum(calls), 0) FROM trend_buckets WHERE grain_ms = 3600000"), countable);

@@ -1138,3 +1138,1145 @@ impl<'s, S: SqlStore> Trending<'s, S> {
             .is_none())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::fixtures::{event, settled};
+    use crate::events::{EventStore, Stage, UsageEvent};
+    use crate::memsql::MemSql;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// A multiple of an hour, so fine and coarse buckets both start here.
+    const T0: i64 = 1_700_002_800_000;
+    const HOUR: i64 = COARSE_MS;
+    const DAY: i64 = 24 * HOUR;
+
+    #[test]
+    fn t0_is_aligned() {
+        assert_eq!(T0 % COARSE_MS, 0);
+    }
+
+    #[test]
+    fn bucket_edges() {
+        for g in Grain::ALL {
+            let ms = g.ms();
+            assert_eq!(bucket_start(T0, g), T0);
+            assert_eq!(bucket_start(T0 + ms - 1, g), T0);
+            assert_eq!(bucket_start(T0 + ms, g), T0 + ms);
+            assert_eq!(bucket_start(T0 - 1, g), T0 - ms);
+            assert_eq!(next_boundary(T0, g), T0 + ms);
+            assert_eq!(next_boundary(T0 + ms - 1, g), T0 + ms);
+            assert_eq!(bucket_start(0, g), 0);
+            assert_eq!(bucket_start(-1, g), -ms);
+            assert_eq!(Grain::from_ms(ms), Some(g));
+            // Extreme inputs saturate instead of overflowing.
+            let _ = bucket_start(i64::MIN, g);
+            let _ = next_boundary(i64::MAX, g);
+            let _ = window_range(Window::D7, i64::MIN);
+        }
+        assert_eq!(Grain::from_ms(60_000), None);
+    }
+
+    #[test]
+    fn windows_cover_exactly_their_buckets() {
+        let lens = [HOUR, DAY, 7 * DAY];
+        for (w, len) in Window::ALL.into_iter().zip(lens) {
+            assert_eq!(w.len_ms(), len);
+            assert_eq!(Window::parse(w.as_str()), Some(w));
+            assert_eq!(
+                serde_json::to_string(&w).unwrap(),
+                format!("\"{}\"", w.as_str())
+            );
+            let g = w.grain().ms();
+            for now in [T0, T0 + 1, T0 + g - 1] {
+                let (first, last) = window_range(w, now);
+                assert_eq!(last, T0);
+                assert_eq!((last - first) / g + 1, w.buckets());
+                assert!(covers(w, first, now) && covers(w, last, now));
+                assert!(!covers(w, first - g, now), "the bucket before the window");
+                assert!(!covers(w, last + g, now), "the future bucket");
+            }
+            // A call at T0 stays in the window until the window has moved a full length.
+            assert!(covers(w, T0, T0 + len - 1));
+            assert!(!covers(w, T0, T0 + len));
+        }
+        assert_eq!(Window::parse("2h"), None);
+    }
+
+    #[test]
+    fn expiry_follows_the_longest_window_of_the_grain() {
+        for g in Grain::ALL {
+            let len = g.longest_window().len_ms();
+            assert!(!bucket_expired(g, T0, T0 + len - 1));
+            assert!(bucket_expired(g, T0, T0 + len));
+            assert_eq!(expiry_cutoff(g, T0 + len), T0 + g.ms());
+            assert!(
+                !bucket_expired(g, T0 + 3 * g.ms(), T0),
+                "future buckets are kept"
+            );
+        }
+        // A snapshot lives while the bucket holding its as_of is in the window.
+        assert!(!snapshot_expired(Window::H1, T0 + 5, T0 + HOUR - 1));
+        assert!(snapshot_expired(Window::H1, T0 + 5, T0 + HOUR));
+        assert!(!snapshot_expired(Window::H1, T0 + FINE_MS, T0 + HOUR));
+        assert!(!snapshot_expired(Window::D7, T0, T0 + 7 * DAY - 1));
+        assert!(snapshot_expired(Window::D7, T0, T0 + 7 * DAY));
+    }
+
+    #[test]
+    fn caps_bound_one_identity() {
+        assert_eq!(capped(5, 3), 3);
+        assert_eq!(capped(2, 3), 2);
+        assert_eq!(capped(0, 3), 0);
+        let p = TrendPolicy {
+            payer_cap_1h: 0,
+            ..TrendPolicy::default()
+        };
+        assert_eq!(
+            p.payer_cap(Window::H1),
+            1,
+            "a zero cap still counts each identity"
+        );
+        assert_eq!(p.payer_cap(Window::D7), TrendPolicy::default().payer_cap_7d);
+    }
+
+    fn small_caps() -> TrendPolicy {
+        TrendPolicy {
+            payer_cap_1h: 2,
+            payer_cap_24h: 3,
+            payer_cap_7d: 5,
+            max_payers_per_bucket: 1_000,
+        }
+    }
+
+    fn ingest(db: &mut MemSql, events: &[UsageEvent], now: i64, policy: &TrendPolicy) {
+        EventStore::open(db)
+            .unwrap()
+            .append(events, now, policy)
+            .unwrap();
+    }
+
+    fn totals(r: &Rollup, w: Window) -> (u64, u64, String) {
+        let t = r.windows.iter().find(|t| t.window == w).unwrap();
+        (t.calls, t.payers, t.revenue_atomic.clone())
+    }
+
+    fn count(db: &mut MemSql, sql: &str) -> i64 {
+        db.query_one(sql, &[]).unwrap().int(0).unwrap()
+    }
+
+    #[test]
+    fn rollup_caps_calls_and_counts_distinct_payers() {
+        let policy = small_caps();
+        let mut db = MemSql::new();
+        let mut evs: Vec<_> = (0..4)
+            .map(|i| settled(&format!("p1-{i}"), "demo", T0 + i, 1, 10))
+            .collect();
+        evs.push(settled("p2", "demo", T0 + 9, 2, 7));
+        // Never counted: self-dealing, a challenge, a rate limit, a failed settlement.
+        evs.push(event(
+            "self",
+            "demo",
+            T0,
+            Stage::Settled,
+            false,
+            3,
+            Some(3),
+            1_000,
+            true,
+        ));
+        evs.push(event(
+            "c",
+            "demo",
+            T0,
+            Stage::Challenged,
+            false,
+            4,
+            None,
+            10,
+            false,
+        ));
+        evs.push(event(
+            "r",
+            "demo",
+            T0,
+            Stage::RateLimited,
+            false,
+            4,
+            None,
+            10,
+            false,
+        ));
+        evs.push(event(
+            "f",
+            "demo",
+            T0,
+            Stage::SettlementFailed,
+            false,
+            4,
+            Some(4),
+            10,
+            false,
+        ));
+        ingest(&mut db, &evs, T0 + 10, &policy);
+        let r = TenantTrend::open(&mut db)
+            .unwrap()
+            .build_rollup("demo", T0 + 10, &policy)
+            .unwrap()
+            .rollup;
+        assert_eq!(totals(&r, Window::H1), (2 + 1, 2, "47".into()));
+        assert_eq!(totals(&r, Window::H24), (3 + 1, 2, "47".into()));
+        assert_eq!(totals(&r, Window::D7), (4 + 1, 2, "47".into()));
+        assert!(r.full, "the first rollup carries every bucket");
+        assert_eq!(r.seq, 5);
+        let fine = BucketSummary {
+            grain_ms: FINE_MS,
+            start_ms: T0,
+            calls: 5,
+            payers: 2,
+            revenue_atomic: "47".into(),
+        };
+        let coarse = BucketSummary {
+            grain_ms: COARSE_MS,
+            ..fine.clone()
+        };
+        assert_eq!(r.buckets, vec![fine, coarse]);
+        validate_rollup(&r, T0 + 10).unwrap();
+    }
+
+    #[test]
+    fn identities_past_the_bound_count_as_usage_only() {
+        let policy = TrendPolicy {
+            max_payers_per_bucket: 2,
+            ..TrendPolicy::default()
+        };
+        let mut db = MemSql::new();
+        let evs = [
+            settled("a", "demo", T0, 1, 1),
+            settled("b", "demo", T0, 2, 1),
+            settled("c", "demo", T0, 3, 1),
+            settled("c2", "demo", T0 + 1, 3, 1),
+            settled("a2", "demo", T0 + 2, 1, 1),
+            // Payer 3 is tracked in the next fine bucket (but not in the same coarse one).
+            settled("c3", "demo", T0 + FINE_MS, 3, 1),
+        ];
+        ingest(&mut db, &evs, T0 + FINE_MS, &policy);
+        let r = TenantTrend::open(&mut db)
+            .unwrap()
+            .build_rollup("demo", T0 + FINE_MS, &policy)
+            .unwrap()
+            .rollup;
+        assert_eq!(totals(&r, Window::H1), (4, 3, "6".into()));
+        assert_eq!(totals(&r, Window::H24), (3, 2, "6".into()));
+        let first_fine = r
+            .buckets
+            .iter()
+            .find(|b| b.grain_ms == FINE_MS && b.start_ms == T0);
+        assert_eq!(first_fine.map(|b| (b.calls, b.payers)), Some((5, 2)));
+        // The invariant: a bucket's payers equals its identity rows, never above the bound.
+        let mismatched = count(
+            &mut db,
+            "SELECT count(*) FROM trend_buckets b WHERE payers <>
+               (SELECT count(*) FROM trend_payers p
+                WHERE p.grain_ms = b.grain_ms AND p.start_ms = b.start_ms)",
+        );
+        assert_eq!(mismatched, 0);
+        assert!(
+            count(&mut db, "SELECT max(payers) FROM trend_buckets") <= 2,
+            "bounded per bucket"
+        );
+    }
+
+    /// Runs the tenant object's alarm until it has nothing left to do, delivering every
+    /// rollup; returns how many rollups it sent.
+    fn run_alarms_until_idle(
+        db: &mut MemSql,
+        global: &mut MemSql,
+        mut now: i64,
+        policy: &TrendPolicy,
+    ) -> (usize, i64) {
+        let mut sent = 0;
+        for _ in 0..1_000 {
+            let mut trend = TenantTrend::open(db).unwrap();
+            while trend.expire(now, 8).unwrap().more {}
+            if trend.rollup_due(now).unwrap() {
+                let p = trend.build_rollup("demo", now, policy).unwrap();
+                let applied = Trending::open(global)
+                    .unwrap()
+                    .apply(&p.rollup, now)
+                    .unwrap();
+                TenantTrend::open(db)
+                    .unwrap()
+                    .ack(&p, applied.need_full)
+                    .unwrap();
+                sent += 1;
+            }
+            match TenantTrend::open(db).unwrap().next_wake(now).unwrap() {
+                Some(t) => {
+                    assert!(t >= now, "wakes never go back in time");
+                    now = t;
+                }
+                None => return (sent, now),
+            }
+        }
+        panic!("the schedule did not terminate");
+    }
+
+    #[test]
+    fn a_tenant_rolls_up_until_its_windows_are_empty_then_sleeps() {
+        let policy = TrendPolicy::default();
+        let mut db = MemSql::new();
+        let mut global = MemSql::new();
+        let now = T0 + 1_000;
+        ingest(&mut db, &[settled("a", "demo", now, 1, 5)], now, &policy);
+        let mut trend = TenantTrend::open(&mut db).unwrap();
+        assert!(trend.rollup_due(now).unwrap());
+        assert_eq!(trend.next_wake(now).unwrap(), Some(now + ROLLUP_DELAY_MS));
+        let (sent, end) =
+            run_alarms_until_idle(&mut db, &mut global, now + ROLLUP_DELAY_MS, &policy);
+        // One for the call, one per fine boundary while the 1h window holds it, one per
+        // coarse boundary while the 7d window does (the ones that coincide merge).
+        assert!(sent <= 1 + 12 + 168, "sent {sent}");
+        assert!(sent > 168, "sent {sent}");
+        assert_eq!(
+            end,
+            T0 + 7 * DAY,
+            "the last rollup is when the call leaves 7d"
+        );
+        let mut g = Trending::open(&mut global).unwrap();
+        for w in Window::ALL {
+            assert!(g.top(w, 10, end).unwrap().is_empty(), "{w:?}");
+        }
+        assert_eq!(count(&mut db, "SELECT count(*) FROM trend_buckets"), 0);
+        assert_eq!(count(&mut db, "SELECT count(*) FROM trend_payers"), 0);
+        // Over that week the call was ranked in each window exactly while the window held it.
+    }
+
+    #[test]
+    fn the_1h_ranking_drops_a_call_at_the_boundary() {
+        let policy = TrendPolicy::default();
+        let mut db = MemSql::new();
+        let mut global = MemSql::new();
+        ingest(
+            &mut db,
+            &[settled("a", "demo", T0 + 10, 1, 5)],
+            T0 + 10,
+            &policy,
+        );
+        run_alarms_until_idle_before(&mut db, &mut global, T0 + 10, T0 + HOUR - 1, &policy);
+        let top = Trending::open(&mut global)
+            .unwrap()
+            .top(Window::H1, 10, T0 + HOUR - 1)
+            .unwrap();
+        assert_eq!(top.len(), 1);
+        run_alarms_until_idle_before(&mut db, &mut global, T0 + HOUR - 1, T0 + HOUR, &policy);
+        let mut g = Trending::open(&mut global).unwrap();
+        assert!(g.top(Window::H1, 10, T0 + HOUR).unwrap().is_empty());
+        assert_eq!(g.top(Window::H24, 10, T0 + HOUR).unwrap().len(), 1);
+    }
+
+    /// Runs due alarms from `from` up to and including `until`.
+    fn run_alarms_until_idle_before(
+        db: &mut MemSql,
+        global: &mut MemSql,
+        from: i64,
+        until: i64,
+        policy: &TrendPolicy,
+    ) {
+        let mut now = from;
+        for _ in 0..1_000 {
+            let mut trend = TenantTrend::open(db).unwrap();
+            trend.expire(now, 1_000).unwrap();
+            if trend.rollup_due(now).unwrap() {
+                let p = trend.build_rollup("demo", now, policy).unwrap();
+                let applied = Trending::open(global)
+                    .unwrap()
+                    .apply(&p.rollup, now)
+                    .unwrap();
+                TenantTrend::open(db)
+                    .unwrap()
+                    .ack(&p, applied.need_full)
+                    .unwrap();
+            }
+            match TenantTrend::open(db).unwrap().next_wake(now).unwrap() {
+                Some(t) if t <= until && t > now => now = t,
+                Some(t) if t <= until => now += 1,
+                _ => return,
+            }
+        }
+        panic!("the schedule did not settle");
+    }
+
+    #[test]
+    fn a_global_object_that_lost_a_tenant_gets_every_bucket_back() {
+        let policy = TrendPolicy::default();
+        let mut db = MemSql::new();
+        let mut global = MemSql::new();
+        let evs: Vec<_> = (0..5)
+            .map(|h| settled(&format!("e{h}"), "demo", T0 + h * HOUR, 1, 3))
+            .collect();
+        for e in &evs {
+            ingest(&mut db, std::slice::from_ref(e), e.time_ms, &policy);
+        }
+        let now = T0 + 4 * HOUR + 10;
+        run_alarms_until_idle_before(&mut db, &mut global, now, now, &policy);
+        let before = Trending::open(&mut global)
+            .unwrap()
+            .series("demo", Window::H24, now)
+            .unwrap();
+        assert_eq!(before.buckets.iter().map(|p| p.calls).sum::<u64>(), 5);
+        // The global object starts over (rebuilt, or a new instance): the tenant's next
+        // rollup is partial, the answer asks for a full one, which restores every bucket.
+        let mut fresh = MemSql::new();
+        let later = T0 + 5 * HOUR;
+        let mut trend = TenantTrend::open(&mut db).unwrap();
+        assert!(
+            trend.rollup_due(later).unwrap(),
+            "a boundary passed with live buckets"
+        );
+        let p = trend.build_rollup("demo", later, &policy).unwrap();
+        assert!(!p.rollup.full && p.rollup.buckets.is_empty());
+        let a = Trending::open(&mut fresh)
+            .unwrap()
+            .apply(&p.rollup, later)
+            .unwrap();
+        assert!(a.need_full);
+        TenantTrend::open(&mut db)
+            .unwrap()
+            .ack(&p, a.need_full)
+            .unwrap();
+        let mut trend = TenantTrend::open(&mut db).unwrap();
+        assert!(trend.rollup_due(later).unwrap());
+        let p = trend.build_rollup("demo", later, &policy).unwrap();
+        assert!(p.rollup.full);
+        let a = Trending::open(&mut fresh)
+            .unwrap()
+            .apply(&p.rollup, later)
+            .unwrap();
+        assert_eq!(
+            a,
+            Applied {
+                applied: true,
+                need_full: false
+            }
+        );
+        TenantTrend::open(&mut db)
+            .unwrap()
+            .ack(&p, a.need_full)
+            .unwrap();
+        assert!(!TenantTrend::open(&mut db)
+            .unwrap()
+            .rollup_due(later)
+            .unwrap());
+        let after = Trending::open(&mut fresh)
+            .unwrap()
+            .series("demo", Window::H24, later)
+            .unwrap();
+        let before_at_later = Trending::open(&mut global)
+            .unwrap()
+            .series("demo", Window::H24, later)
+            .unwrap();
+        assert_eq!(after.buckets, before_at_later.buckets);
+    }
+
+    #[test]
+    fn calls_older_than_every_window_leave_no_trace() {
+        let policy = TrendPolicy::default();
+        let mut db = MemSql::new();
+        let late = T0 + 7 * DAY;
+        ingest(&mut db, &[settled("old", "demo", T0, 1, 3)], late, &policy);
+        assert_eq!(count(&mut db, "SELECT count(*) FROM trend_buckets"), 0);
+        assert_eq!(count(&mut db, "SELECT count(*) FROM trend_payers"), 0);
+        // Within 7d but past 1h: only the coarse bucket is kept.
+        ingest(
+            &mut db,
+            &[settled("mid", "demo", T0 + 6 * DAY, 1, 3)],
+            late,
+            &policy,
+        );
+        assert_eq!(
+            count(
+                &mut db,
+                "SELECT count(*) FROM trend_buckets WHERE grain_ms = 3600000"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &mut db,
+                "SELECT count(*) FROM trend_buckets WHERE grain_ms = 300000"
+            ),
+            0
+        );
+    }
+
+    fn rollup(tenant: &str, seq: i64, as_of: i64, calls: [u64; 3]) -> Rollup {
+        Rollup {
+            tenant: tenant.into(),
+            as_of_ms: as_of,
+            seq,
+            full: true,
+            windows: Window::ALL
+                .into_iter()
+                .zip(calls)
+                .map(|(window, calls)| WindowTotals {
+                    window,
+                    calls,
+                    payers: calls.min(1),
+                    revenue_atomic: (calls * 10).to_string(),
+                })
+                .collect(),
+            buckets: vec![BucketSummary {
+                grain_ms: FINE_MS,
+                start_ms: bucket_start(as_of, Grain::Fine),
+                calls: calls[0],
+                payers: calls[0].min(1),
+                revenue_atomic: (calls[0] * 10).to_string(),
+            }],
+        }
+    }
+
+    #[test]
+    fn apply_is_idempotent_and_ignores_older_rollups() {
+        let mut db = MemSql::new();
+        let mut g = Trending::open(&mut db).unwrap();
+        let r1 = rollup("alpha", 1, T0, [1, 1, 1]);
+        let r2 = rollup("alpha", 2, T0 + 10, [2, 2, 2]);
+        let yes = Applied {
+            applied: true,
+            need_full: false,
+        };
+        let no = Applied {
+            applied: false,
+            need_full: false,
+        };
+        assert_eq!(g.apply(&r1, T0).unwrap(), yes);
+        assert_eq!(g.apply(&r2, T0 + 10).unwrap(), yes);
+        assert_eq!(g.apply(&r1, T0 + 20).unwrap(), no, "older seq");
+        let mut same_seq_older = r2.clone();
+        same_seq_older.as_of_ms = T0 + 5;
+        assert_eq!(
+            g.apply(&same_seq_older, T0 + 20).unwrap(),
+            no,
+            "older as_of"
+        );
+        assert_eq!(
+            g.apply(&r2, T0 + 20).unwrap(),
+            yes,
+            "a re-delivery changes nothing"
+        );
+        let top = g.top(Window::H1, 10, T0 + 20).unwrap();
+        assert_eq!(top.iter().map(|e| e.calls).collect::<Vec<_>>(), vec![2]);
+        // A rollup with nothing live is stale whatever its order.
+        let ancient = rollup("bravo", 9, T0 - 8 * DAY, [0, 0, 1]);
+        assert_eq!(g.apply(&ancient, T0).unwrap(), no);
+    }
+
+    #[test]
+    fn a_partial_rollup_for_an_unknown_tenant_asks_for_a_full_one() {
+        let mut db = MemSql::new();
+        let mut g = Trending::open(&mut db).unwrap();
+        let mut partial = rollup("alpha", 3, T0, [1, 1, 1]);
+        partial.full = false;
+        let a = g.apply(&partial, T0).unwrap();
+        assert_eq!(
+            a,
+            Applied {
+                applied: true,
+                need_full: true
+            }
+        );
+        let a = g.apply(&partial, T0).unwrap();
+        assert_eq!(
+            a,
+            Applied {
+                applied: true,
+                need_full: false
+            },
+            "known now"
+        );
+        // A full rollup replaces buckets; a partial one merges.
+        let mut full = rollup("alpha", 4, T0 + FINE_MS, [3, 3, 3]);
+        full.buckets[0].start_ms = T0 + FINE_MS;
+        g.apply(&full, T0 + FINE_MS).unwrap();
+        let s = g.series("alpha", Window::H1, T0 + FINE_MS).unwrap();
+        let nonzero: Vec<_> = s
+            .buckets
+            .iter()
+            .filter(|p| p.calls > 0)
+            .map(|p| p.start_ms)
+            .collect();
+        assert_eq!(nonzero, vec![T0 + FINE_MS]);
+        let mut merge = rollup("alpha", 5, T0 + FINE_MS, [3, 3, 3]);
+        merge.full = false;
+        merge.buckets[0].start_ms = T0;
+        g.apply(&merge, T0 + FINE_MS).unwrap();
+        let s = g.series("alpha", Window::H1, T0 + FINE_MS).unwrap();
+        let nonzero: Vec<_> = s
+            .buckets
+            .iter()
+            .filter(|p| p.calls > 0)
+            .map(|p| p.start_ms)
+            .collect();
+        assert_eq!(nonzero, vec![T0, T0 + FINE_MS]);
+    }
+
+    #[test]
+    fn invalid_rollups_are_refused_with_the_field() {
+        type Mutation = fn(&mut Rollup);
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("tenant", |r| r.tenant = "No".into()),
+            ("asOfMs", |r| r.as_of_ms = T0 + MAX_CLOCK_SKEW_MS + 1),
+            ("asOfMs", |r| r.as_of_ms = -1),
+            ("seq", |r| r.seq = -1),
+            ("windows", |r| {
+                r.windows.pop();
+            }),
+            ("windows[1].window", |r| r.windows[1].window = Window::H1),
+            ("windows[0].payers", |r| {
+                r.windows[0].payers = r.windows[0].calls + 1
+            }),
+            ("windows[0].calls", |r| r.windows[0].calls = u64::MAX),
+            ("windows[2].revenueAtomic", |r| {
+                r.windows[2].revenue_atomic = "-1".into()
+            }),
+            ("buckets[0].grainMs", |r| r.buckets[0].grain_ms = 1),
+            ("buckets[0].startMs", |r| r.buckets[0].start_ms += 1),
+            ("buckets[0].startMs", |r| {
+                r.buckets[0].start_ms = T0 + 2 * HOUR
+            }),
+            ("buckets[1].startMs", |r| {
+                let b = r.buckets[0].clone();
+                r.buckets.push(b)
+            }),
+            ("buckets[0].payers", |r| {
+                r.buckets[0].payers = r.buckets[0].calls + 1
+            }),
+            ("buckets[0].revenueAtomic", |r| {
+                r.buckets[0].revenue_atomic = "0x1".into()
+            }),
+            ("buckets", |r| {
+                let b = r.buckets[0].clone();
+                r.buckets = (0..=MAX_ROLLUP_BUCKETS as i64)
+                    .map(|i| BucketSummary {
+                        start_ms: T0 - i * FINE_MS,
+                        ..b.clone()
+                    })
+                    .collect();
+            }),
+        ];
+        let mut db = MemSql::new();
+        let mut g = Trending::open(&mut db).unwrap();
+        for (field, mutate) in cases {
+            let mut r = rollup("alpha", 1, T0, [2, 2, 2]);
+            mutate(&mut r);
+            let err = g.apply(&r, T0).unwrap_err();
+            let p = Problem::from(err);
+            assert_eq!((p.status, p.code.as_str()), (400, "invalid_rollup"));
+            assert_eq!(p.field.as_deref(), Some(field));
+        }
+        assert!(g.is_empty().unwrap(), "nothing was written");
+    }
+
+    #[test]
+    fn top_orders_by_score_then_payers_then_slug() {
+        let mut db = MemSql::new();
+        let mut g = Trending::open(&mut db).unwrap();
+        let mut with = |tenant: &str, calls: u64, payers: u64| {
+            let mut r = rollup(tenant, 1, T0, [calls, calls, calls]);
+            for w in &mut r.windows {
+                w.payers = payers;
+            }
+            r.buckets.clear();
+            g.apply(&r, T0).unwrap();
+        };
+        with("delta", 5, 1);
+        with("alpha", 5, 2);
+        with("charlie", 5, 2);
+        with("bravo", 9, 1);
+        with("echo", 0, 0);
+        let top = g.top(Window::H24, 10, T0).unwrap();
+        let order: Vec<_> = top.iter().map(|e| (e.tenant.as_str(), e.score)).collect();
+        assert_eq!(
+            order,
+            vec![("bravo", 9), ("alpha", 5), ("charlie", 5), ("delta", 5)],
+            "zero-call tenants are not ranked"
+        );
+        assert!(top.iter().all(|e| e.score == e.calls));
+        assert_eq!(g.top(Window::H24, 2, T0).unwrap().len(), 2);
+        assert_eq!(
+            g.top(Window::H24, 0, T0).unwrap().len(),
+            1,
+            "limit clamps to 1"
+        );
+        // Without new rollups, snapshots leave each window once their bucket does.
+        assert_eq!(g.top(Window::H1, 10, T0 + HOUR - 1).unwrap().len(), 4);
+        assert!(g.top(Window::H1, 10, T0 + HOUR).unwrap().is_empty());
+        assert_eq!(g.top(Window::D7, 10, T0 + HOUR).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn series_has_one_point_per_bucket() {
+        let mut db = MemSql::new();
+        let mut g = Trending::open(&mut db).unwrap();
+        let now = T0 + 3 * FINE_MS + 7;
+        let r = rollup("alpha", 1, now, [4, 4, 4]);
+        g.apply(&r, now).unwrap();
+        for w in Window::ALL {
+            let s = g.series("alpha", w, now).unwrap();
+            assert_eq!(s.buckets.len() as i64, w.buckets());
+            assert_eq!(s.grain_ms, w.grain().ms());
+            assert_eq!(s.as_of_ms, Some(now));
+            assert_eq!(s.totals.as_ref().map(|t| t.calls), Some(4));
+            let starts: Vec<_> = s.buckets.iter().map(|p| p.start_ms).collect();
+            assert!(starts.windows(2).all(|p| p[1] - p[0] == w.grain().ms()));
+            assert_eq!(starts.last().copied(), Some(bucket_start(now, w.grain())));
+        }
+        let s = g.series("alpha", Window::H1, now).unwrap();
+        assert_eq!(s.buckets.last().map(|p| p.calls), Some(4));
+        assert_eq!(s.buckets.iter().map(|p| p.calls).sum::<u64>(), 4);
+        let later = now + HOUR;
+        let s = g.series("alpha", Window::H1, later).unwrap();
+        assert!(s.totals.is_none() && s.buckets.iter().all(|p| p.calls == 0));
+        let none = g.series("nobody", Window::H24, now).unwrap();
+        assert_eq!((none.as_of_ms, none.totals), (None, None));
+    }
+
+    #[test]
+    fn sweep_deletes_expired_rows_in_bounded_steps() {
+        let mut db = MemSql::new();
+        let mut g = Trending::open(&mut db).unwrap();
+        for (i, t) in ["alpha", "bravo", "charlie"].into_iter().enumerate() {
+            g.apply(&rollup(t, 1, T0 + i as i64, [1, 1, 1]), T0 + 10)
+                .unwrap();
+        }
+        assert_eq!(
+            g.sweep(T0 + 10, 100).unwrap(),
+            SweepReport {
+                deleted: 0,
+                more: false
+            }
+        );
+        // After an hour the fine buckets and 1h totals are gone; the rest stays.
+        let r = g.sweep(T0 + HOUR, 100).unwrap();
+        assert_eq!(
+            r,
+            SweepReport {
+                deleted: 6,
+                more: false
+            }
+        );
+        assert_eq!(g.top(Window::D7, 10, T0 + HOUR).unwrap().len(), 3);
+        let end = T0 + 7 * DAY;
+        let mut total = 0;
+        loop {
+            let r = g.sweep(end, 4).unwrap();
+            assert!(r.deleted <= 4);
+            total += r.deleted;
+            if !r.more {
+                break;
+            }
+        }
+        assert_eq!(total, 3 * 2 + 3, "24h and 7d totals, then the tenants");
+        assert!(g.is_empty().unwrap());
+        assert_eq!(count(&mut db, "SELECT count(*) FROM rollup_windows"), 0);
+        assert_eq!(count(&mut db, "SELECT count(*) FROM rollup_buckets"), 0);
+    }
+
+    // --- Simulation: tenant objects + global object vs an exact count ---------------------
+
+    const TENANTS: [(&str, bool); 4] = [
+        ("alpha", false),
+        ("bravo", false),
+        ("charlie", false),
+        ("delta", true),
+    ];
+
+    /// What happens to one rollup on its way to the global object.
+    #[derive(Debug, Clone, Copy)]
+    enum Fate {
+        Delivered,
+        AckLost,
+        Lost,
+        Delayed,
+    }
+
+    fn fate() -> impl Strategy<Value = Fate> {
+        prop_oneof![
+            4 => Just(Fate::Delivered),
+            1 => Just(Fate::AckLost),
+            1 => Just(Fate::Lost),
+            1 => Just(Fate::Delayed),
+        ]
+    }
+
+    struct Sim {
+        tenants: Vec<MemSql>,
+        global: MemSql,
+        policy: TrendPolicy,
+        delayed: Vec<Rollup>,
+    }
+
+    impl Sim {
+        fn new(policy: TrendPolicy) -> Self {
+            Sim {
+                tenants: TENANTS.iter().map(|_| MemSql::new()).collect(),
+                global: MemSql::new(),
+                policy,
+                delayed: Vec::new(),
+            }
+        }
+
+        fn ingest(&mut self, batch: &[UsageEvent], now: i64) {
+            for (i, (slug, _)) in TENANTS.iter().enumerate() {
+                let mine: Vec<_> = batch
+                    .iter()
+                    .filter(|e| e.tenant == *slug)
+                    .cloned()
+                    .collect();
+                if !mine.is_empty() {
+                    let db = &mut self.tenants[i];
+                    let r = EventStore::open(db)
+                        .unwrap()
+                        .append(&mine, now, &self.policy)
+                        .unwrap();
+                    assert_eq!(r.conflicts, 0);
+                }
+            }
+        }
+
+        /// One alarm of tenant `i`; returns whether a rollup was built.
+        fn alarm(&mut self, i: usize, now: i64, fate: Fate) -> bool {
+            let slug = TENANTS[i].0;
+            let db = &mut self.tenants[i];
+            let mut trend = TenantTrend::open(db).unwrap();
+            trend.expire(now, 1_000).unwrap();
+            if !trend.rollup_due(now).unwrap() {
+                return false;
+            }
+            let p = trend.build_rollup(slug, now, &self.policy).unwrap();
+            let mut g = Trending::open(&mut self.global).unwrap();
+            match fate {
+                Fate::Delivered => {
+                    let a = g.apply(&p.rollup, now).unwrap();
+                    TenantTrend::open(db).unwrap().ack(&p, a.need_full).unwrap();
+                }
+                Fate::AckLost => {
+                    g.apply(&p.rollup, now).unwrap();
+                }
+                Fate::Lost => {}
+                Fate::Delayed => self.delayed.push(p.rollup),
+            }
+            true
+        }
+
+        /// Every tenant rolls up reliably until nothing is due; then the delayed rollups
+        /// finally arrive (and must change nothing).
+        fn settle(&mut self, now: i64) {
+            for i in 0..TENANTS.len() {
+                let mut n = 0;
+                while self.alarm(i, now, Fate::Delivered) {
+                    n += 1;
+                    assert!(n < 3, "one reliable rollup brings a tenant up to date");
+                }
+            }
+            let mut g = Trending::open(&mut self.global).unwrap();
+            for r in self.delayed.drain(..) {
+                let a = g.apply(&r, now).unwrap();
+                assert!(
+                    !a.applied || a.need_full || r.as_of_ms == now,
+                    "a delayed rollup was applied"
+                );
+            }
+        }
+
+        fn top(&mut self, w: Window, now: i64) -> Vec<TopEntry> {
+            Trending::open(&mut self.global)
+                .unwrap()
+                .top(w, MAX_TOP, now)
+                .unwrap()
+        }
+
+        fn series(&mut self, tenant: &str, w: Window, now: i64) -> Vec<SeriesPoint> {
+            Trending::open(&mut self.global)
+                .unwrap()
+                .series(tenant, w, now)
+                .unwrap()
+                .buckets
+        }
+    }
+
+    /// The definition of a counted call, written out independently of the code under test.
+    fn model_counts(e: &UsageEvent) -> bool {
+        let countable = match e.stage {
+            Stage::Settled => e.payment_required,
+            Stage::Served => !e.payment_required,
+            _ => false,
+        };
+        countable && !e.self_dealing
+    }
+
+    fn amount(e: &UsageEvent) -> u128 {
+        e.amount_atomic.as_deref().map_or(0, |a| a.parse().unwrap())
+    }
+
+    /// The ranking, counted directly from the events.
+    fn exact_top(
+        events: &[UsageEvent],
+        w: Window,
+        now: i64,
+        policy: &TrendPolicy,
+    ) -> Vec<TopEntry> {
+        let mut per: BTreeMap<&str, (BTreeMap<&str, u64>, u128)> = BTreeMap::new();
+        for e in events {
+            if model_counts(e) && covers(w, bucket_start(e.time_ms, w.grain()), now) {
+                let t = per.entry(e.tenant.as_str()).or_default();
+                *t.0.entry(e.trend_identity()).or_default() += 1;
+                t.1 += amount(e);
+            }
+        }
+        let cap = policy.payer_cap(w);
+        let mut out: Vec<TopEntry> = per
+            .into_iter()
+            .map(|(tenant, (ids, revenue))| {
+                let calls = ids.values().map(|n| capped(*n, cap)).sum();
+                TopEntry {
+                    tenant: tenant.into(),
+                    calls,
+                    payers: ids.len() as u64,
+                    revenue_atomic: revenue.to_string(),
+                    score: calls,
+                }
+            })
+            .filter(|e| e.calls > 0)
+            .collect();
+        out.sort_by(|a, b| {
+            b.score
+                .cmp(&a.score)
+                .then(b.payers.cmp(&a.payers))
+                .then(a.tenant.cmp(&b.tenant))
+        });
+        out
+    }
+
+    fn exact_series(events: &[UsageEvent], tenant: &str, w: Window, now: i64) -> Vec<SeriesPoint> {
+        let g = w.grain();
+        let (first, last) = window_range(w, now);
+        let mut points = Vec::new();
+        let mut start = first;
+        while start <= last {
+            let inb: Vec<_> = events
+                .iter()
+                .filter(|e| e.tenant == tenant && model_counts(e))
+                .filter(|e| bucket_start(e.time_ms, g) == start)
+                .collect();
+            points.push(SeriesPoint {
+                start_ms: start,
+                calls: inb.len() as u64,
+                payers: inb
+                    .iter()
+                    .map(|e| e.trend_identity())
+                    .collect::<BTreeSet<_>>()
+                    .len() as u64,
+                revenue_atomic: inb.iter().map(|e| amount(e)).sum::<u128>().to_string(),
+            });
+            start += g.ms();
+        }
+        points
+    }
+
+    /// (tenant, time offset, arrival delay, payer, kind, amount, self-dealing)
+    type Spec = (usize, i64, i64, u32, u8, u128, bool);
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            0..TENANTS.len(),
+            0..9 * DAY,
+            prop_oneof![3 => Just(0i64), 1 => 0..2 * HOUR],
+            0u32..6,
+            0u8..10,
+            1u128..1_000,
+            proptest::bool::weighted(0.1),
+        )
+    }
+
+    /// Builds the event of a spec. `countable_only` turns every spec into a countable,
+    /// non-self-dealing call; otherwise kinds 0..=5 are countable calls and the rest are
+    /// challenges, rate limits and failures.
+    fn build(i: usize, s: &Spec, base: i64, countable_only: bool) -> (i64, UsageEvent) {
+        let (t, off, delay, payer, kind, amt, selfish) = *s;
+        let (slug, free) = TENANTS[t];
+        let time = base + off;
+        let kind = if countable_only { kind % 6 } else { kind };
+        let id = format!("e{i}");
+        let e = if free {
+            let stage = match kind {
+                0..=5 => Stage::Served,
+                6 | 7 => Stage::RateLimited,
+                _ => Stage::Error,
+            };
+            event(&id, slug, time, stage, true, payer, None, 0, false)
+        } else {
+            let stage = match kind {
+                0..=5 => Stage::Settled,
+                6 => Stage::Challenged,
+                7 => Stage::RateLimited,
+                8 => Stage::VerifyFailed,
+                _ => Stage::SettlementFailed,
+            };
+            let payer_id =
+                matches!(stage, Stage::Settled | Stage::SettlementFailed).then_some(payer);
+            event(
+                &id,
+                slug,
+                time,
+                stage,
+                false,
+                payer + 100,
+                payer_id,
+                amt,
+                selfish && !countable_only,
+            )
+        };
+        (time + delay, e)
+    }
+
+    /// Delivers events in arrival order, in chunks, running alarms with the given fates in
+    /// between (with duplicate deliveries), then settles at `end`.
+    fn run(
+        sim: &mut Sim,
+        mut arrivals: Vec<(i64, UsageEvent)>,
+        plan: &[(usize, Fate, bool)],
+        end_extra: i64,
+    ) -> i64 {
+        arrivals.sort_by_key(|(at, e)| (*at, e.id.clone()));
+        let mut now = T0;
+        let mut rest = arrivals.as_slice();
+        let mut step = 0;
+        while !rest.is_empty() {
+            let (size, fate, dup) =
+                plan.get(step % plan.len().max(1))
+                    .copied()
+                    .unwrap_or((5, Fate::Delivered, false));
+            step += 1;
+            let (chunk, tail) = rest.split_at(size.clamp(1, rest.len()));
+            rest = tail;
+            now = now.max(chunk.iter().map(|(at, _)| *at).max().unwrap_or(now));
+            let batch: Vec<_> = chunk.iter().map(|(_, e)| e.clone()).collect();
+            sim.ingest(&batch, now);
+            if dup {
+                sim.ingest(&batch, now);
+            }
+            for i in 0..TENANTS.len() {
+                sim.alarm(i, now, fate);
+            }
+        }
+        let end = now + end_extra;
+        sim.settle(end);
+        end
+    }
+
+    fn check_exact(sim: &mut Sim, events: &[UsageEvent], end: i64) -> Result<(), TestCaseError> {
+        let policy = sim.policy;
+        for w in Window::ALL {
+            prop_assert_eq!(
+                sim.top(w, end),
+                exact_top(events, w, end, &policy),
+                "{:?}",
+                w
+            );
+            for (slug, _) in TENANTS {
+                prop_assert_eq!(sim.series(slug, w, end), exact_series(events, slug, w, end));
+            }
+        }
+        Ok(())
+    }
+
+    fn big_caps() -> TrendPolicy {
+        TrendPolicy {
+            payer_cap_1h: 1_000_000,
+            payer_cap_24h: 1_000_000,
+            payer_cap_7d: 1_000_000,
+            max_payers_per_bucket: 1_000,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Under the caps, rolled-up rankings and series equal a plain count of the countable
+        /// calls, whatever the arrival order, duplicates and lost, repeated or late rollups.
+        #[test]
+        fn rollups_equal_an_exact_count_under_caps(
+            specs in proptest::collection::vec(spec(), 0..80),
+            plan in proptest::collection::vec((1usize..12, fate(), proptest::bool::weighted(0.2)), 1..8),
+            end_extra in prop_oneof![Just(0i64), 0..3 * HOUR, 0..8 * DAY],
+        ) {
+            let arrivals: Vec<_> = specs.iter().enumerate().map(|(i, s)| build(i, s, T0, false)).collect();
+            let events: Vec<_> = arrivals.iter().map(|(_, e)| e.clone()).collect();
+            let mut sim = Sim::new(big_caps());
+            let end = run(&mut sim, arrivals, &plan, end_extra);
+            // Under the caps, ranked calls are simply the countable calls in the window.
+            for w in Window::ALL {
+                let top = sim.top(w, end);
+                for entry in &top {
+                    let plain = events.iter()
+                        .filter(|e| e.tenant == entry.tenant && model_counts(e))
+                        .filter(|e| covers(w, bucket_start(e.time_ms, w.grain()), end))
+                        .count() as u64;
+                    prop_assert_eq!(entry.calls, plain);
+                }
+            }
+            check_exact(&mut sim, &events, end)?;
+        }
+
+        /// With small caps, rankings equal the exact capped count.
+        #[test]
+        fn rollups_equal_the_exact_capped_count(
+            specs in proptest::collection::vec(spec(), 0..80),
+            plan in proptest::collection::vec((1usize..12, fate(), proptest::bool::weighted(0.2)), 1..8),
+            end_extra in prop_oneof![Just(0i64), 0..3 * HOUR],
+        ) {
+            let arrivals: Vec<_> = specs.iter().enumerate().map(|(i, s)| build(i, s, T0 + 2 * DAY, true)).collect();
+            let events: Vec<_> = arrivals.iter().map(|(_, e)| e.clone()).collect();
+            let mut sim = Sim::new(small_caps());
+            let end = run(&mut sim, arrivals, &plan, end_extra);
+            check_exact(&mut sim, &events, end)?;
+        }
+
+        /// Challenges, rate limits, failed verifications and settlements, errors and
+        /// self-dealing calls never move a ranking or a series.
+        #[test]
+        fn non_countable_events_never_move_a_ranking(
+            base in proptest::collection::vec(spec(), 0..50),
+            noise in proptest::collection::vec(spec(), 1..50),
+            plan in proptest::collection::vec((1usize..12, fate(), proptest::bool::weighted(0.2)), 1..8),
+        ) {
+            let clean: Vec<_> = base.iter().enumerate().map(|(i, s)| build(i, s, T0, true)).collect();
+            let mut noisy = clean.clone();
+            for (j, s) in noise.iter().enumerate() {
+                let (at, e) = build(10_000 + j, s, T0, false);
+                // Keep only the noise: the kinds and self-dealing calls never counted.
+                if !model_counts(&e) {
+                    noisy.push((at, e));
+                }
+            }
+            let last = noisy.iter().chain(&clean).map(|(at, _)| *at).max().unwrap_or(T0);
+            let mut a = Sim::new(small_caps());
+            let mut b = Sim::new(small_caps());
+            run(&mut a, clean, &[(7, Fate::Delivered, false)], 0);
+            let end_b = run(&mut b, noisy, &plan, 0);
+            let end = end_b.max(last);
+            a.settle(end);
+            b.settle(end);
+            for w in Window::ALL {
+                prop_assert_eq!(a.top(w, end), b.top(w, end));
+                for (slug, _) in TENANTS {
+                    prop_assert_eq!(a.series(slug, w, end), b.series(slug, w, end));
+                }
+            }
+        }
+    }
+}
