@@ -1,0 +1,334 @@
+//! The usage-events Durable Object: one per tenant, named by the tenant slug (binding
+//! [`USAGE_EVENTS_BINDING`]). The dispatcher posts events here with `ctx.waitUntil`.
+//!
+//! Internal routes:
+//! - `POST /events`: a JSON array of events (at most 500, 1 MiB) -> 200 [`super::AppendReport`].
+//! - `GET /events?stage=&since=&limit=`: -> 200 [`super::EventPage`].
+//! - `GET /config`, `PUT /config` `{retentionMs}`: the retention in force.
+//! - `GET /rollup`: the trending rollup this object would send now (read-only, for operators).
+//!
+//! The alarm runs the retention sweep, expires trending buckets and rolls the tenant's
+//! trending counts up to the global `Trending` object.
+
+use wasm_bindgen::JsValue;
+use worker::{
+    console_error, durable_object, DurableObject, Env, Headers, Method, Request, RequestInit,
+    Response, Result, ScheduledTime, State,
+};
+
+use super::{
+    earliest, EventQuery, EventStore, EventsConfig, UsageEvent, DEFAULT_PAGE, EXPIRE_BATCH,
+    MAX_BATCH_BYTES, MAX_PAGE, SWEEP_BATCH,
+};
+use crate::http::{json, now_ms, problem};
+use crate::problem::Problem;
+use crate::sql_do::DoSql;
+use crate::store::MAX_SAFE_INTEGER;
+use crate::trending::object::{TRENDING_BINDING, TRENDING_OBJECT};
+use crate::trending::{Applied, PendingRollup, TenantTrend, TrendPolicy};
+
+pub const USAGE_EVENTS_BINDING: &str = "USAGE_EVENTS";
+
+/// After a failed rollup, try again this much later.
+const ROLLUP_RETRY_MS: i64 = 60_000;
+/// Expired trending buckets left over: come back this soon.
+const BACKLOG_RETRY_MS: i64 = 1_000;
+const MAX_CONFIG_BYTES: usize = 1_024;
+
+#[durable_object]
+pub struct UsageEvents {
+    state: State,
+    env: Env,
+}
+
+/// What a route produced: the answer, and whether the alarm may need to move earlier.
+struct Handled {
+    status: u16,
+    value: serde_json::Value,
+    reschedule: bool,
+}
+
+impl DurableObject for UsageEvents {
+    fn new(state: State, env: Env) -> Self {
+        UsageEvents { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let url = req.url()?;
+        let method = req.method();
+        let limit = if url.path() == "/config" {
+            MAX_CONFIG_BYTES
+        } else {
+            MAX_BATCH_BYTES
+        };
+        let body = if matches!(method, Method::Post | Method::Put) {
+            match read_body(&mut req, limit).await? {
+                Ok(b) => b,
+                Err(p) => return problem(&p),
+            }
+        } else {
+            Vec::new()
+        };
+        let now = now_ms();
+        let outcome = {
+            let mut sql = DoSql::new(&self.state);
+            handle(&mut sql, &method, url.path(), url.query_pairs(), &body, now)
+        };
+        match outcome {
+            Ok(h) => {
+                if h.reschedule {
+                    self.ensure_alarm(now).await?;
+                }
+                json(h.status, &h.value)
+            }
+            Err(p) => problem(&p),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let now = now_ms();
+        let policy = TrendPolicy::default();
+        let (pending, backlog) = {
+            let mut sql = DoSql::new(&self.state);
+            maintain(&mut sql, now, &policy).map_err(to_worker)?
+        };
+        let mut retry = backlog.then_some(now.saturating_add(BACKLOG_RETRY_MS));
+        if let Some(pending) = pending {
+            match self.send_rollup(&pending).await {
+                Ok(applied) => {
+                    let mut sql = DoSql::new(&self.state);
+                    TenantTrend::open(&mut sql)
+                        .and_then(|mut t| t.ack(&pending, applied.need_full))
+                        .map_err(|e| to_worker(e.into()))?;
+                }
+                Err(e) => {
+                    console_error!("usage events: rollup failed: {e}");
+                    retry = earliest(retry, Some(now.saturating_add(ROLLUP_RETRY_MS)));
+                }
+            }
+        }
+        let next = {
+            let mut sql = DoSql::new(&self.state);
+            EventStore::open(&mut sql)
+                .and_then(|mut s| s.next_wake(now))
+                .map_err(|e| to_worker(e.into()))?
+        };
+        if let Some(at) = earliest(next, retry) {
+            self.state.storage().set_alarm(at_time(at)).await?;
+        }
+        Response::empty()
+    }
+}
+
+impl UsageEvents {
+    /// Moves the alarm earlier when the store wants to wake sooner than it is set.
+    async fn ensure_alarm(&self, now: i64) -> Result<()> {
+        let wanted = {
+            let mut sql = DoSql::new(&self.state);
+            EventStore::open(&mut sql)
+                .and_then(|mut s| s.next_wake(now))
+                .map_err(|e| to_worker(e.into()))?
+        };
+        let Some(wanted) = wanted else {
+            return Ok(());
+        };
+        let storage = self.state.storage();
+        let current = storage.get_alarm().await?;
+        if current.is_none_or(|c| c > wanted) {
+            storage.set_alarm(at_time(wanted)).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_rollup(&self, pending: &PendingRollup) -> Result<Applied> {
+        let body = serde_json::to_string(&pending.rollup)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(&body)));
+        let req = Request::new_with_init("https://trending.internal/rollup", &init)?;
+        let stub = self
+            .env
+            .durable_object(TRENDING_BINDING)?
+            .get_by_name(TRENDING_OBJECT)?;
+        let mut resp = stub.fetch_with_request(req).await?;
+        if resp.status_code() != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(worker::Error::RustError(format!(
+                "trending answered {}: {text}",
+                resp.status_code()
+            )));
+        }
+        resp.json::<Applied>().await
+    }
+}
+
+fn at_time(ms: i64) -> ScheduledTime {
+    ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(ms as f64)))
+}
+
+fn to_worker(p: Problem) -> worker::Error {
+    worker::Error::RustError(p.to_json())
+}
+
+/// Reads a body of at most `limit` bytes.
+pub(crate) async fn read_body(
+    req: &mut Request,
+    limit: usize,
+) -> Result<std::result::Result<Vec<u8>, Problem>> {
+    let too_large = || {
+        Problem::new(413, "body_too_large", "Request body too large")
+            .detail(format!("at most {limit} bytes"))
+    };
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(Err(too_large()));
+    }
+    let body = req.bytes().await?;
+    if body.len() > limit {
+        return Ok(Err(too_large()));
+    }
+    Ok(Ok(body))
+}
+
+/// The sync part of the alarm: retention sweep, trending expiry, and the rollup to send.
+/// Returns the rollup (if one is due) and whether expired buckets are left over.
+fn maintain(
+    sql: &mut DoSql,
+    now: i64,
+    policy: &TrendPolicy,
+) -> std::result::Result<(Option<PendingRollup>, bool), Problem> {
+    let mut store = EventStore::open(sql)?;
+    if store.sweep_due(now)? {
+        store.sweep(now, SWEEP_BATCH)?;
+    }
+    let tenant = store.tenant()?;
+    let mut trend = TenantTrend::open(sql)?;
+    let expired = trend.expire(now, EXPIRE_BATCH)?;
+    let Some(tenant) = tenant else {
+        return Ok((None, expired.more));
+    };
+    let pending = if trend.rollup_due(now)? {
+        Some(trend.build_rollup(&tenant, now, policy)?)
+    } else {
+        None
+    };
+    Ok((pending, expired.more))
+}
+
+fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(400, "invalid_query", "Invalid query parameter")
+        .field(field)
+        .detail(detail)
+}
+
+fn parse_query<'q>(
+    query: impl Iterator<Item = (std::borrow::Cow<'q, str>, std::borrow::Cow<'q, str>)>,
+) -> std::result::Result<EventQuery, Problem> {
+    let mut q = EventQuery {
+        stage: None,
+        since: None,
+        limit: DEFAULT_PAGE,
+    };
+    for (k, v) in query {
+        match k.as_ref() {
+            "stage" => {
+                q.stage = Some(super::Stage::parse(&v).ok_or_else(|| {
+                    invalid_query("stage", "must be one of challenged, rate_limited, verify_failed, served, settled, settlement_failed, error")
+                })?)
+            }
+            "since" => {
+                q.since = Some(
+                    v.parse::<i64>()
+                        .ok()
+                        .filter(|s| (0..=MAX_SAFE_INTEGER).contains(s))
+                        .ok_or_else(|| invalid_query("since", "must be a cursor from nextCursor"))?,
+                )
+            }
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_PAGE).contains(l))
+                    .ok_or_else(|| invalid_query("limit", format!("must be 1 to {MAX_PAGE}")))?
+            }
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+fn parse_events(body: &[u8]) -> std::result::Result<Vec<UsageEvent>, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            Problem::new(400, "invalid_json", "Body is not a JSON array of events")
+                .detail(inner.to_string())
+        } else {
+            Problem::new(400, "invalid_event", "A usage event is invalid")
+                .field(path)
+                .detail(inner.to_string())
+        }
+    })
+}
+
+fn handle<'q>(
+    sql: &mut DoSql,
+    method: &Method,
+    path: &str,
+    query: impl Iterator<Item = (std::borrow::Cow<'q, str>, std::borrow::Cow<'q, str>)>,
+    body: &[u8],
+    now: i64,
+) -> std::result::Result<Handled, Problem> {
+    let done = |status: u16, value: serde_json::Value| Handled {
+        status,
+        value,
+        reschedule: false,
+    };
+    match (method, path) {
+        (Method::Post, "/events") => {
+            let events = parse_events(body)?;
+            let report = EventStore::open(sql)?.append(&events, now, &TrendPolicy::default())?;
+            Ok(Handled {
+                status: 200,
+                value: to_value(&report),
+                reschedule: report.inserted > 0,
+            })
+        }
+        (Method::Get, "/events") => {
+            let q = parse_query(query)?;
+            Ok(done(200, to_value(&EventStore::open(sql)?.query(&q)?)))
+        }
+        (Method::Get, "/config") => Ok(done(200, to_value(&EventStore::open(sql)?.config()?))),
+        (Method::Put, "/config") => {
+            let config: EventsConfig = serde_json::from_slice(body).map_err(|e| {
+                Problem::new(400, "invalid_json", "Body is not {retentionMs}").detail(e.to_string())
+            })?;
+            Ok(done(
+                200,
+                to_value(&EventStore::open(sql)?.set_config(&config)?),
+            ))
+        }
+        (Method::Get, "/rollup") => {
+            let tenant = EventStore::open(sql)?
+                .tenant()?
+                .ok_or_else(|| Problem::new(404, "no_events", "This object holds no events yet"))?;
+            let pending =
+                TenantTrend::open(sql)?.build_rollup(&tenant, now, &TrendPolicy::default())?;
+            Ok(done(200, to_value(&pending.rollup)))
+        }
+        _ => Err(Problem::new(404, "route_not_found", "No such route")),
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,170 @@
+//! The trending Durable Object: one instance, named [`TRENDING_OBJECT`] (binding
+//! [`TRENDING_BINDING`]), fed by the tenants' `UsageEvents` alarms.
+//!
+//! Internal routes:
+//! - `POST /rollup`: a [`super::Rollup`] -> 200 [`super::Applied`] `{applied, needFull}`.
+//! - `GET /top?window=1h|24h|7d&limit=1..100` -> 200 `{window, nowMs, entries: [TopEntry]}`.
+//! - `GET /series?tenant=&window=` -> 200 [`super::Series`].
+//!
+//! The alarm sweeps expired rows, hourly while any tenant row is left.
+
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, Response, Result, ScheduledTime, State,
+};
+
+use super::{Rollup, Window, DEFAULT_TOP, MAX_TOP};
+use crate::events::object::read_body;
+use crate::http::{json, now_ms, problem};
+use crate::problem::Problem;
+use crate::sql_do::DoSql;
+use crate::tenant::validate_slug;
+
+pub const TRENDING_BINDING: &str = "TRENDING";
+pub const TRENDING_OBJECT: &str = "global";
+
+/// A rollup is at most 200 buckets of about 120 bytes.
+const MAX_ROLLUP_BYTES: usize = 64 * 1024;
+const SWEEP_BATCH: u32 = 5_000;
+const SWEEP_INTERVAL_MS: i64 = 60 * 60_000;
+
+#[durable_object]
+pub struct Trending {
+    state: State,
+}
+
+impl DurableObject for Trending {
+    fn new(state: State, _env: Env) -> Self {
+        Trending { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let url = req.url()?;
+        let method = req.method();
+        let body = if matches!(method, Method::Post) {
+            match read_body(&mut req, MAX_ROLLUP_BYTES).await? {
+                Ok(b) => b,
+                Err(p) => return problem(&p),
+            }
+        } else {
+            Vec::new()
+        };
+        let now = now_ms();
+        let outcome = {
+            let mut sql = DoSql::new(&self.state);
+            handle(&mut sql, &method, url.path(), url.query_pairs(), &body, now)
+        };
+        match outcome {
+            Ok((status, value, wrote)) => {
+                if wrote {
+                    let storage = self.state.storage();
+                    if storage.get_alarm().await?.is_none() {
+                        storage.set_alarm(at_time(now + SWEEP_INTERVAL_MS)).await?;
+                    }
+                }
+                json(status, &value)
+            }
+            Err(p) => problem(&p),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let now = now_ms();
+        let next = {
+            let mut sql = DoSql::new(&self.state);
+            let mut core = super::Trending::open(&mut sql).map_err(to_worker)?;
+            let report = core.sweep(now, SWEEP_BATCH).map_err(to_worker)?;
+            if report.more {
+                Some(now + 1_000)
+            } else if core.is_empty().map_err(to_worker)? {
+                None
+            } else {
+                Some(now + SWEEP_INTERVAL_MS)
+            }
+        };
+        if let Some(at) = next {
+            self.state.storage().set_alarm(at_time(at)).await?;
+        }
+        Response::empty()
+    }
+}
+
+fn at_time(ms: i64) -> ScheduledTime {
+    ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(ms as f64)))
+}
+
+fn to_worker(e: super::TrendError) -> worker::Error {
+    worker::Error::RustError(e.to_string())
+}
+
+fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(400, "invalid_query", "Invalid query parameter")
+        .field(field)
+        .detail(detail)
+}
+
+/// The status, the answer, and whether it wrote (so a sweep alarm is needed).
+type Handled = (u16, serde_json::Value, bool);
+
+fn handle<'q>(
+    sql: &mut DoSql,
+    method: &Method,
+    path: &str,
+    query: impl Iterator<Item = (std::borrow::Cow<'q, str>, std::borrow::Cow<'q, str>)>,
+    body: &[u8],
+    now: i64,
+) -> std::result::Result<Handled, Problem> {
+    let mut window = Window::H24;
+    let mut limit = DEFAULT_TOP;
+    let mut tenant = None;
+    for (k, v) in query {
+        match k.as_ref() {
+            "window" => {
+                window = Window::parse(&v)
+                    .ok_or_else(|| invalid_query("window", "must be 1h, 24h or 7d"))?
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_TOP).contains(l))
+                    .ok_or_else(|| invalid_query("limit", format!("must be 1 to {MAX_TOP}")))?
+            }
+            "tenant" => tenant = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let mut core = super::Trending::open(sql)?;
+    match (method, path) {
+        (Method::Post, "/rollup") => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let rollup: Rollup = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let field = e.path().to_string();
+                Problem::new(400, "invalid_rollup", "A rollup is invalid")
+                    .field(field)
+                    .detail(e.into_inner().to_string())
+            })?;
+            let applied = core.apply(&rollup, now)?;
+            Ok((200, to_value(&applied), true))
+        }
+        (Method::Get, "/top") => {
+            let entries = core.top(window, limit, now)?;
+            let value = serde_json::json!({
+                "window": window,
+                "nowMs": now,
+                "entries": entries,
+            });
+            Ok((200, value, false))
+        }
+        (Method::Get, "/series") => {
+            let tenant = tenant.ok_or_else(|| invalid_query("tenant", "required"))?;
+            validate_slug(&tenant).map_err(|e| invalid_query("tenant", e))?;
+            Ok((200, to_value(&core.series(&tenant, window, now)?), false))
+        }
+        _ => Err(Problem::new(404, "route_not_found", "No such route")),
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
