@@ -139,32 +139,11 @@ fn tenant_failure(worker_name: &str, e: &JsValue) -> Problem {
 fn forward_request(req: &Request, url: &Url, rest: &str) -> Result<web_sys::Request, JsValue> {
     let inner = req.inner();
     let tokens = connection_tokens(inner.headers().get("connection")?.as_deref());
-    let headers = web_sys::Headers::new()?;
-    for pair in inner.headers().entries() {
-        let pair: worker::js_sys::Array = pair?.unchecked_into();
-        let (name, value) = (
-            pair.get(0).as_string().unwrap_or_default(),
-            pair.get(1).as_string().unwrap_or_default(),
-        );
-        if forward_request_header(&name, &tokens) {
-            headers.append(&name, &value)?;
-        }
-    }
-    let mut target = format!(
-        "{}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or("tenant.internal"),
-        rest
-    );
-    if let Some(port) = url.port() {
-        target = format!(
-            "{}://{}:{}{}",
-            url.scheme(),
-            url.host_str().unwrap_or("tenant.internal"),
-            port,
-            rest
-        );
-    }
+    // Copy natively, then delete what must not cross: fewer Wasm/JS crossings per header
+    // than rebuilding the set entry by entry.
+    let headers = web_sys::Headers::new_with_headers(&inner.headers())?;
+    drop_headers(&headers, |name| !forward_request_header(name, &tokens))?;
+    let mut target = format!("{}{}", url.origin().ascii_serialization(), rest);
     if let Some(q) = url.query() {
         target.push('?');
         target.push_str(q);
@@ -181,17 +160,8 @@ fn forward_request(req: &Request, url: &Url, rest: &str) -> Result<web_sys::Requ
 
 /// The tenant's response with its body streamed through and hop-by-hop headers dropped.
 fn stream_back(answer: web_sys::Response) -> Result<Response, JsValue> {
-    let headers = web_sys::Headers::new()?;
-    for pair in answer.headers().entries() {
-        let pair: worker::js_sys::Array = pair?.unchecked_into();
-        let (name, value) = (
-            pair.get(0).as_string().unwrap_or_default(),
-            pair.get(1).as_string().unwrap_or_default(),
-        );
-        if forward_response_header(&name) {
-            headers.append(&name, &value)?;
-        }
-    }
+    let headers = web_sys::Headers::new_with_headers(&answer.headers())?;
+    drop_headers(&headers, |name| !forward_response_header(name))?;
     let init = web_sys::ResponseInit::new();
     init.set_status(answer.status());
     init.set_status_text(&answer.status_text());
@@ -199,4 +169,18 @@ fn stream_back(answer: web_sys::Response) -> Result<Response, JsValue> {
     let out =
         web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
     Ok(Response::from(out))
+}
+
+/// Deletes every header whose (lowercase) name `drop` selects.
+fn drop_headers(headers: &web_sys::Headers, drop: impl Fn(&str) -> bool) -> Result<(), JsValue> {
+    let doomed: Vec<String> = headers
+        .keys()
+        .into_iter()
+        .filter_map(|k| k.ok().and_then(|k| k.as_string()))
+        .filter(|k| drop(k))
+        .collect();
+    for name in doomed {
+        headers.delete(&name)?;
+    }
+    Ok(())
 }
