@@ -11,6 +11,7 @@ pub mod forward;
 pub mod proxy;
 pub mod ratelimit;
 pub mod route;
+pub mod usage;
 pub mod x402;
 
 #[cfg(target_arch = "wasm32")]
@@ -23,3 +24,9 @@ pub use claw_durable::registry::object::TenantRegistry;
 /// The rate limiter object (not `worker::RateLimiter`, the platform's own binding type).
 #[cfg(target_arch = "wasm32")]
 pub use claw_durable::limiter::object::RateLimiter;
+
+/// The usage events object (one per tenant) and the trending object (one, `global`).
+#[cfg(target_arch = "wasm32")]
+pub use claw_durable::events::object::UsageEvents;
+#[cfg(target_arch = "wasm32")]
+pub use claw_durable::trending::object::Trending;

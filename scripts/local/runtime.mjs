@@ -17,6 +17,10 @@ import { fileURLToPath } from "node:url";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /// The admin token of local runs only; production takes it from a Worker secret.
 export const DEV_ADMIN_TOKEN = "local-dev-admin-token";
+/// The analytics token (usage events feed, usage series) and the caller-hash salt of local
+/// runs only; production takes them from the PLATFORM_ANALYTICS_TOKEN and USAGE_SALT secrets.
+export const DEV_ANALYTICS_TOKEN = "local-dev-analytics-token";
+export const DEV_USAGE_SALT = "local-dev-usage-salt-0123456789";
 
 /// User Workers in the local namespace: script name -> module files (first is the entry).
 export const TENANT_WORKERS = {
@@ -149,6 +153,10 @@ export async function startLocal({
       ...workerOptions.bindings,
       PLATFORM_DOMAIN: "localhost",
       PLATFORM_ADMIN_TOKEN: DEV_ADMIN_TOKEN,
+      PLATFORM_ANALYTICS_TOKEN: DEV_ANALYTICS_TOKEN,
+      USAGE_SALT: DEV_USAGE_SALT,
+      // Usage events take each call's subrequest count from the emulator (local only).
+      SUBREQUESTS_FROM_EMULATOR: "true",
       ...vars,
     },
     wrappedBindings: { DISPATCHER: { scriptName: "wfp-dispatch-namespace" } },

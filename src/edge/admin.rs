@@ -21,6 +21,9 @@ pub async fn handle(
     rest: &str,
     query: Option<&str>,
 ) -> Result<Response, Problem> {
+    if super::usage_api::owns(rest) {
+        return super::usage_api::handle(req, env, rest, query).await;
+    }
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     if segments.first() != Some(&"tenants") {
         return Err(Problem::new(

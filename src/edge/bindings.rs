@@ -38,3 +38,24 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
         .ok()
         .filter(|v| !v.is_empty())
 }
+
+/// Durable Object namespace of the per-tenant usage events (class `UsageEvents`, one object
+/// per tenant slug). The objects themselves find the trending object as `TRENDING`.
+pub const USAGE_EVENTS: &str = "USAGE_EVENTS";
+/// Durable Object namespace of the trending rankings (class `Trending`, one object `global`).
+pub const TRENDING: &str = "TRENDING";
+/// Secret: bearer token of the usage events feed and the per-tenant usage series. Unset:
+/// closed (the feed can still be opened with `PLATFORM_EVENTS_PUBLIC`).
+pub const PLATFORM_ANALYTICS_TOKEN: &str = "PLATFORM_ANALYTICS_TOKEN";
+/// `true`: `GET /__platform/events` needs no token. Anything else: the analytics token.
+pub const PLATFORM_EVENTS_PUBLIC: &str = "PLATFORM_EVENTS_PUBLIC";
+/// Secret (at least 16 bytes): the salt of the caller and payer hashes in usage events.
+/// Unset: derived from `PLATFORM_ADMIN_TOKEN` (logged loudly); neither: no events.
+pub const USAGE_SALT: &str = "USAGE_SALT";
+/// `false` turns usage events off (for measuring their cost only). Default: on.
+pub const USAGE_EVENTS_ENABLED: &str = "USAGE_EVENTS_ENABLED";
+/// Local runtime only: `true` takes a call's subrequest count from the namespace
+/// emulator's `x-wfp-emulator-subrequests` answer header. Never in production, where a
+/// tenant could set that header itself; there the egress log lines (by `callId` = the
+/// event id) are the record.
+pub const SUBREQUESTS_FROM_EMULATOR: &str = "SUBREQUESTS_FROM_EMULATOR";

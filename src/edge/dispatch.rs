@@ -41,12 +41,6 @@ extern "C" {
     fn fetch(this: &UserWorker, request: &web_sys::Request) -> Result<Promise, JsValue>;
 }
 
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_namespace = crypto, js_name = randomUUID)]
-    fn random_uuid() -> String;
-}
-
 /// The options object `{limits: {cpuMs, subRequests}, outbound: {tenant, allowedHosts,
 /// callId}}`. The outbound Worker receives `outbound`'s members as its `env` (they are
 /// declared as the namespace's outbound `parameters` in wrangler.toml).
@@ -76,12 +70,15 @@ fn js_message(e: &JsValue) -> String {
 }
 
 /// Forwards the caller's request to the tenant and returns the tenant's answer, streamed.
+/// `call_id` is the call's usage event id (`super::usage::Usage::id`): the outbound
+/// parameter the egress Worker logs each subrequest of the call under.
 pub async fn to_tenant(
     req: Request,
     env: &Env,
     config: &TenantConfig,
     url: &Url,
     rest: &str,
+    call_id: &str,
 ) -> Result<Response, Problem> {
     let worker_name = match (config.resource_type, config.worker_name.as_deref()) {
         (ResourceType::Function | ResourceType::Dataset, Some(name)) => name,
@@ -103,7 +100,7 @@ pub async fn to_tenant(
         worker::console_error!("building the forwarded request failed: {}", js_message(&e));
         Problem::new(400, "invalid_request", "Request could not be forwarded")
     })?;
-    let opts = options(config.plan.limits(), config, &random_uuid())
+    let opts = options(config.plan.limits(), config, call_id)
         .map_err(|_| Problem::internal("building dispatch options"))?;
     let user_worker = namespace
         .get_with_options(worker_name, &JsValue::UNDEFINED, &opts)

@@ -12,6 +12,8 @@ mod proxy;
 mod registry_client;
 mod respond;
 mod serve;
+mod usage;
+mod usage_api;
 
 use claw_durable::problem::Problem;
 use claw_durable::registry::TenantStatus;
@@ -55,8 +57,9 @@ async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<R
                     .detail(format!("no tenant {slug:?}"))
             })?;
             if record.status == TenantStatus::Suspended {
-                return Err(Problem::new(403, "tenant_suspended", "Tenant suspended")
-                    .detail(format!("tenant {slug:?} is suspended")));
+                let p = Problem::new(403, "tenant_suspended", "Tenant suspended")
+                    .detail(format!("tenant {slug:?} is suspended"));
+                return Ok(usage::refuse(&req, env, ctx, &record.config, &rest, &p));
             }
             serve::call(req, env, ctx, &record.config, &url, &rest).await
         }

@@ -5,23 +5,29 @@ use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
 use worker::{Context, Env, Request, Response, Url};
 
+use super::usage::Usage;
 use super::{dispatch, limit};
 
-/// Serves a request for an active tenant; `rest` is the path the tenant sees.
+/// Serves a request for an active tenant; `rest` is the path the tenant sees. Every answer
+/// records exactly one usage event (`super::usage`), off the response path.
 pub async fn call(
     req: Request,
     env: &Env,
-    _ctx: &Context,
+    ctx: &Context,
     config: &TenantConfig,
     url: &Url,
     rest: &str,
 ) -> Result<Response, Problem> {
+    let mut usage = Usage::start(&req, env, config, rest);
     let admission = match limit::check(&req, env, config).await {
         Ok(admission) => admission,
-        // Usage events (issue 5): record a non-countable `rate_limited` event here for a
-        // `RefusalReason::RateLimited` refusal of `refusal.caller_key`.
-        Err(refusal) => return Ok(limit::refused(&refusal)),
+        Err(refusal) => {
+            usage.refused(&refusal);
+            return Ok(usage.finish(env, ctx, limit::refused(&refusal)));
+        }
     };
-    let answer = dispatch::to_tenant(req, env, config, url, rest).await;
-    Ok(limit::admitted(&admission, answer))
+    usage.admitted(&admission);
+    let answer = dispatch::to_tenant(req, env, config, url, rest, usage.id()).await;
+    usage.observe(&answer);
+    Ok(usage.finish(env, ctx, limit::admitted(&admission, answer)))
 }

@@ -6,6 +6,12 @@
 //! - `GET /events?stage=&since=&limit=`: -> 200 [`super::EventPage`].
 //! - `GET /config`, `PUT /config` `{retentionMs}`: the retention in force.
 //! - `GET /rollup`: the trending rollup this object would send now (read-only, for operators).
+//! - `POST /rollup`: build and send that rollup to the `Trending` object now, without
+//!   waiting for the alarm's [`crate::trending::ROLLUP_DELAY_MS`] (operators, tests) ->
+//!   200 `{sent: false}` before any event, else `{sent: true, applied, needFull, seq,
+//!   asOfMs}`; 503 `trending_unavailable` when the trending object cannot be reached. Safe
+//!   alongside the alarm: the trending object orders rollups by `(seq, asOfMs)` and ignores
+//!   an older one, and acknowledgements only move forward.
 //!
 //! The alarm runs the retention sweep, expires trending buckets and rolls the tenant's
 //! trending counts up to the global `Trending` object.
@@ -56,6 +62,9 @@ impl DurableObject for UsageEvents {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let url = req.url()?;
         let method = req.method();
+        if method == Method::Post && url.path() == "/rollup" {
+            return self.rollup_now().await;
+        }
         let limit = if url.path() == "/config" {
             MAX_CONFIG_BYTES
         } else {
@@ -140,6 +149,49 @@ impl UsageEvents {
         Ok(())
     }
 
+    /// `POST /rollup`: the rollup of this moment, sent and acknowledged now.
+    async fn rollup_now(&self) -> Result<Response> {
+        let now = now_ms();
+        let built = {
+            let mut sql = DoSql::new(&self.state);
+            build_now(&mut sql, now)
+        };
+        let pending = match built {
+            Ok(Some(p)) => p,
+            Ok(None) => return json(200, &serde_json::json!({ "sent": false })),
+            Err(p) => return problem(&p),
+        };
+        let applied = match self.send_rollup(&pending).await {
+            Ok(a) => a,
+            Err(e) => {
+                console_error!("usage events: rollup failed: {e}");
+                return problem(&Problem::new(
+                    503,
+                    "trending_unavailable",
+                    "Trending object unavailable",
+                ));
+            }
+        };
+        let acked = {
+            let mut sql = DoSql::new(&self.state);
+            TenantTrend::open(&mut sql).and_then(|mut t| t.ack(&pending, applied.need_full))
+        };
+        if let Err(e) = acked {
+            return problem(&e.into());
+        }
+        self.ensure_alarm(now).await?;
+        json(
+            200,
+            &serde_json::json!({
+                "sent": true,
+                "applied": applied.applied,
+                "needFull": applied.need_full,
+                "seq": pending.rollup.seq,
+                "asOfMs": pending.rollup.as_of_ms,
+            }),
+        )
+    }
+
     async fn send_rollup(&self, pending: &PendingRollup) -> Result<Applied> {
         let body = serde_json::to_string(&pending.rollup)
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -220,6 +272,15 @@ fn maintain(
         None
     };
     Ok((pending, expired.more))
+}
+
+/// The rollup to send now; None before this object holds any event.
+fn build_now(sql: &mut DoSql, now: i64) -> std::result::Result<Option<PendingRollup>, Problem> {
+    let Some(tenant) = EventStore::open(sql)?.tenant()? else {
+        return Ok(None);
+    };
+    let pending = TenantTrend::open(sql)?.build_rollup(&tenant, now, &TrendPolicy::default())?;
+    Ok(Some(pending))
 }
 
 fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
