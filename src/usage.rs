@@ -41,6 +41,8 @@ use claw_durable::tenant::{parse_evm_address, validate_slug, TenantConfig};
 use claw_durable::trending::{Window, DEFAULT_TOP, MAX_TOP};
 use sha2::{Digest, Sha256};
 
+pub mod outbox;
+
 /// The error code of a call the tenant answered with a status of 400 or more.
 pub const TENANT_STATUS_CODE: &str = "tenant_status";
 

@@ -3,17 +3,21 @@
 //! [`CallRecord`], and [`Usage::finish`] turns it into one event, posted to the tenant's
 //! `UsageEvents` object with `ctx.waitUntil`, after the response is on its way.
 //!
-//! Delivery: one `POST /events` per call, retried once inside the `waitUntil` when the
-//! object cannot be reached or answers 5xx (event ids are idempotent: a retry of a write
-//! that did land is reported as a duplicate, never stored twice). A refusal (4xx) is a bug
-//! and is logged, not retried. The event id is also the `callId` the outbound Worker logs
-//! each of the call's subrequests under, so egress logs join to events.
+//! Delivery, inside each call's `waitUntil`: the event goes into the isolate's outbox
+//! (`crate::usage::outbox`), which sends at most one `POST /events` per tenant at a time and
+//! puts everything that arrived meanwhile in the next one (one event alone when idle, up to
+//! 200 per request under load). A batch is retried once when the object cannot be reached or
+//! answers 5xx (event ids are idempotent: a retry of a write that did land is reported as
+//! a duplicate, never stored twice). A refusal (4xx) is a bug and is logged, not retried.
+//! The event id is also the `callId` the outbound Worker logs each of the call's
+//! subrequests under, so egress logs join to events.
 //!
 //! Not recorded: requests that never reach a tenant (unknown slug, registry unavailable,
 //! malformed URL): there is no tenant object to hold them, and creating one per made-up
 //! slug would let anyone create storage at will.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
 use claw_durable::events::UsageEvent;
 use claw_durable::problem::Problem;
@@ -28,14 +32,19 @@ use super::bindings::{
 use super::respond;
 use crate::ratelimit::HEADER_CONNECTING_IP;
 use crate::ratelimit::{applies, identify, Admission, CallerHeaders, Refusal, RefusalReason};
+use crate::usage::outbox::{Outbox, Step};
 use crate::usage::{emulator_subrequests, enabled, salt, CallRecord, Salt};
 use crate::x402::{HEADER_PAYMENT_SIGNATURE, HEADER_X_PAYMENT};
 
 /// The events object's internal route (the host is never resolved).
 const EVENTS_URL: &str = "https://events.internal/events";
 const EMULATOR_SUBREQUESTS_HEADER: &str = "x-wfp-emulator-subrequests";
-/// Delivery attempts per event (the first and one retry).
+/// Delivery attempts per batch (the first and one retry).
 const ATTEMPTS: u32 = 2;
+/// A call waiting for another call's batch looks again after this, then twice as long
+/// each time, up to [`MAX_PAUSE_MS`].
+const FIRST_PAUSE_MS: u64 = 2;
+const MAX_PAUSE_MS: u64 = 32;
 /// Longest piece of a failed answer that goes to the log.
 const MAX_LOGGED_BYTES: usize = 200;
 
@@ -48,6 +57,8 @@ extern "C" {
 thread_local! {
     /// The salt warning is logged once per isolate.
     static SALT_WARNED: Cell<bool> = const { Cell::new(false) };
+    /// Events on their way to their tenants' objects, batched per tenant.
+    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
 }
 
 /// One call's usage event in the making.
@@ -206,43 +217,73 @@ fn salt_for(env: &Env) -> Option<Salt> {
 enum Failure {
     /// Worth one more try: unreachable, or the object answered 5xx.
     Transient(String),
-    /// The object refused the event: a retry cannot help.
+    /// The object refused the batch: a retry cannot help.
     Refused(String),
 }
 
-/// Posts one event, retrying once; logs (without any caller data) what could not be stored.
+/// Delivers one call's event through the isolate's outbox (`crate::usage::outbox`): this
+/// call either sends the tenant's queued batch itself or waits, on its own timer, for the
+/// call that is sending it. Logs (without any caller data) an event that could not be
+/// stored.
 async fn deliver(env: Env, event: UsageEvent) {
-    let body = match serde_json::to_string(std::slice::from_ref(&event)) {
-        Ok(b) => b,
-        Err(e) => {
-            worker::console_error!("usage_event_lost: {} unserializable: {e}", event.id);
-            return;
+    let (id, tenant, stage) = (event.id.clone(), event.tenant.clone(), event.stage);
+    if let Some(event) = OUTBOX.with(|o| o.borrow_mut().push(event)) {
+        // An event of this id is still pending (ids are random: never expected): alone.
+        if !send(&env, &event.tenant, std::slice::from_ref(&event)).await {
+            worker::console_error!("usage_event_lost: tenant={tenant} id={id}");
         }
-    };
-    for attempt in 1..=ATTEMPTS {
-        match post(&env, &event.tenant, &body).await {
-            Ok(()) => return,
-            Err(Failure::Refused(why)) => {
+        return;
+    }
+    let mut pause_ms = FIRST_PAUSE_MS;
+    loop {
+        let step = OUTBOX.with(|o| o.borrow_mut().poll(&id, &tenant, respond::now_ms()));
+        match step {
+            Step::Done { delivered: true } => return,
+            Step::Done { delivered: false } => {
                 worker::console_error!(
-                    "usage_event_refused: tenant={} id={}: {why}",
-                    event.tenant,
-                    event.id
+                    "usage_event_lost: tenant={tenant} id={id} stage={}",
+                    stage.as_str()
                 );
                 return;
             }
+            Step::Send(batch) => {
+                let delivered = send(&env, &batch.tenant, &batch.events).await;
+                OUTBOX.with(|o| o.borrow_mut().complete(&batch, delivered));
+            }
+            Step::Wait => {
+                worker::Delay::from(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(MAX_PAUSE_MS);
+            }
+        }
+    }
+}
+
+/// Posts a batch, retrying once when that can help; whether it landed.
+async fn send(env: &Env, tenant: &str, events: &[UsageEvent]) -> bool {
+    let body = match serde_json::to_string(events) {
+        Ok(b) => b,
+        Err(e) => {
+            worker::console_error!("usage_events_unserializable: tenant={tenant}: {e}");
+            return false;
+        }
+    };
+    for attempt in 1..=ATTEMPTS {
+        match post(env, tenant, &body).await {
+            Ok(()) => return true,
+            Err(Failure::Refused(why)) => {
+                worker::console_error!(
+                    "usage_events_refused: tenant={tenant} events={}: {why}",
+                    events.len()
+                );
+                return false;
+            }
             Err(Failure::Transient(why)) => worker::console_error!(
-                "usage_event_delivery_failed (attempt {attempt}/{ATTEMPTS}): tenant={} id={}: {why}",
-                event.tenant,
-                event.id
+                "usage_events_delivery_failed (attempt {attempt}/{ATTEMPTS}): tenant={tenant} events={}: {why}",
+                events.len()
             ),
         }
     }
-    worker::console_error!(
-        "usage_event_lost: tenant={} id={} stage={}",
-        event.tenant,
-        event.id,
-        event.stage.as_str()
-    );
+    false
 }
 
 async fn post(env: &Env, tenant: &str, body: &str) -> Result<(), Failure> {

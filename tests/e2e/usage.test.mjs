@@ -1,0 +1,411 @@
+// End to end: usage events and trending (issue 5) on a real local workerd, over real HTTP.
+// One event per call with the right stage and flags, salted caller hashes (no raw IP, key or
+// query in any event), the operator feed (token, filters, cursor pagination), idempotent
+// event ids, and the ranking: a flood of refused and failed calls does not move a tenant
+// while fewer countable calls of another do.
+//
+// Rollups are triggered with POST /__platform/usage/{slug}/rollup (the alarm would send
+// them about 30 s after the last counted call).
+
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import path from "node:path";
+import { admin, assertProblem, getJson, tempStateDir } from "./harness.mjs";
+import {
+  startLocal,
+  seedDemoTenants,
+  ROOT,
+  DEV_ADMIN_TOKEN,
+  DEV_ANALYTICS_TOKEN,
+  DEV_USAGE_SALT,
+} from "../../scripts/local/runtime.mjs";
+
+const PRICE = {
+  amountAtomic: "1000",
+  network: "base-sepolia",
+  asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+  payTo: "0x1111111111111111111111111111111111111111",
+};
+const fn = (extra) => ({ resourceType: "function", workerName: "demo-fn", plan: "free", ...extra });
+const analytics = { authorization: `Bearer ${DEV_ANALYTICS_TOKEN}` };
+
+// The fixture that reaches UsageEvents objects directly: the platform has no ingest route.
+const probeWorker = {
+  name: "usage-events-probe",
+  compatibilityDate: "2026-04-20",
+  modulesRoot: ROOT,
+  modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/usage_events_probe.js") }],
+  durableObjects: { EVENTS: { className: "UsageEvents", scriptName: "claw-dispatcher" } },
+};
+
+let p;
+const persistDir = tempStateDir();
+
+before(async () => {
+  p = await startLocal({ persistDir, extraWorkers: [probeWorker], directSockets: true });
+  await seedDemoTenants(p.url);
+});
+after(async () => {
+  await p?.dispose();
+});
+
+async function put(slug, config) {
+  const r = await admin(p.url).put(slug, config);
+  assert.ok(r.status === 200 || r.status === 201, `${slug}: ${r.status} ${r.text}`);
+}
+
+const callAs = (ip, url, headers = {}) => getJson(url, { headers: { "cf-connecting-ip": ip, ...headers } });
+
+/// One page of the feed.
+const page = (query, headers = analytics) => getJson(`${p.url}/__platform/events?${query}`, { headers });
+
+/// Every event of a tenant, walking the cursor.
+async function allEvents(tenant, extra = "") {
+  const out = [];
+  let since = 0;
+  for (;;) {
+    const r = await page(`tenant=${tenant}&since=${since}&limit=500${extra}`);
+    assert.equal(r.status, 200, r.text);
+    out.push(...r.json.events);
+    since = r.json.nextCursor;
+    if (!r.json.hasMore) return out;
+  }
+}
+
+/// Waits until the tenant's feed holds `n` events (delivery runs after the responses).
+async function eventsOf(tenant, n) {
+  const deadline = Date.now() + 20_000;
+  let events = [];
+  while (Date.now() < deadline) {
+    events = await allEvents(tenant);
+    if (events.length >= n) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Nothing more may arrive: one event per call, not more.
+  await new Promise((r) => setTimeout(r, 300));
+  events = await allEvents(tenant);
+  assert.equal(events.length, n, `${tenant}: ${events.length} events for ${n} calls`);
+  return events;
+}
+
+const callerHash = (rawKey) =>
+  crypto.createHash("sha256").update(Buffer.concat([Buffer.from(DEV_USAGE_SALT), Buffer.from([0]), Buffer.from(rawKey)])).digest("hex");
+
+const rollup = (slug, headers = analytics) => getJson(`${p.url}/__platform/usage/${slug}/rollup`, { method: "POST", headers });
+
+async function top(window = "1h") {
+  const r = await getJson(`${p.url}/__platform/trending?window=${window}&limit=100`);
+  assert.equal(r.status, 200, r.text);
+  return r.json.entries;
+}
+
+describe("one event per call", () => {
+  test("served, tenant errors, platform errors: stage, flags, status, route, latency", async () => {
+    await put("ev-free", fn());
+    const ip = "203.0.113.50";
+    assert.equal((await callAs(ip, `${p.url}/t/ev-free/hello?token=SECRETQUERY`)).status, 200);
+    assert.equal((await callAs(ip, `${p.url}/t/ev-free/status?code=503`)).status, 503);
+    assert.equal((await callAs(ip, `${p.url}/t/ev-free/status?code=404`)).status, 404);
+    assert.equal((await callAs(ip, `${p.url}/t/ev-free/throw`)).status, 502);
+    const events = await eventsOf("ev-free", 4);
+    const [served, e503, e404, thrown] = events;
+
+    assert.equal(served.stage, "served");
+    assert.equal(served.statusCode, 200);
+    assert.equal(served.route, "/hello", "the route never carries the query");
+    assert.equal(served.tenant, "ev-free");
+    assert.equal(served.workerName, "demo-fn");
+    assert.deepEqual([served.countable, served.billable, served.paymentRequired, served.paymentSuccess], [true, false, false, false]);
+    assert.equal(served.subrequests, 0);
+    assert.equal(typeof served.latencyMs, "number");
+    assert.ok(Math.abs(served.timeMs - Date.now()) < 60_000);
+    assert.equal(served.errorCode, undefined);
+    assert.match(served.id, /^[0-9a-f-]{36}$/, "a random UUID per call");
+
+    for (const [e, status] of [[e503, 503], [e404, 404]]) {
+      assert.equal(e.stage, "error", "a tenant's own answer of 400 or more is not served");
+      assert.equal(e.statusCode, status);
+      assert.equal(e.errorCode, "tenant_status");
+      assert.equal(e.countable, false);
+    }
+    assert.equal(thrown.stage, "error");
+    assert.equal(thrown.statusCode, 502);
+    assert.equal(thrown.errorCode, "tenant_worker_failed");
+    assert.equal(new Set(events.map((e) => e.id)).size, 4, "ids are unique");
+    assert.deepEqual(events.map((e) => e.seq), [1, 2, 3, 4]);
+  });
+
+  test("rate limited: a 429 is recorded, never countable", async () => {
+    await put("ev-limited", fn({ rateLimit: { perCaller: "1/1h" } }));
+    const ip = "203.0.113.51";
+    assert.equal((await callAs(ip, `${p.url}/t/ev-limited/hello`)).status, 200);
+    assert.equal((await callAs(ip, `${p.url}/t/ev-limited/hello`)).status, 429);
+    assert.equal((await callAs(ip, `${p.url}/t/ev-limited/hello`)).status, 429);
+    const [ok, r1, r2] = await eventsOf("ev-limited", 3);
+    assert.equal(ok.stage, "served");
+    for (const e of [r1, r2]) {
+      assert.equal(e.stage, "rate_limited");
+      assert.equal(e.statusCode, 429);
+      assert.equal(e.errorCode, "rate_limited");
+      assert.equal(e.countable, false);
+      assert.equal(e.billable, false);
+      assert.equal(e.callerHash, ok.callerHash, "the limiter's caller, hashed the same way");
+    }
+  });
+
+  test("a suspended tenant's refusals are recorded too", async () => {
+    await put("ev-susp", fn());
+    await admin(p.url).suspend("ev-susp");
+    assertProblem(assert, await callAs("203.0.113.52", `${p.url}/t/ev-susp/hello`), 403, "tenant_suspended");
+    const [e] = await eventsOf("ev-susp", 1);
+    assert.deepEqual([e.stage, e.statusCode, e.errorCode, e.countable], ["error", 403, "tenant_suspended", false]);
+  });
+
+  test("a priced tenant's call that settles nothing is never countable", async () => {
+    // Until the paywall runs in this pipeline, a priced tenant is dispatched without payment:
+    // served, payment required, not countable, not billable.
+    await put("ev-priced", fn({ price: PRICE }));
+    assert.equal((await callAs("203.0.113.53", `${p.url}/t/ev-priced/hello`)).status, 200);
+    const [e] = await eventsOf("ev-priced", 1);
+    assert.deepEqual([e.stage, e.paymentRequired, e.paymentSuccess, e.countable, e.billable], ["served", true, false, false, false]);
+    assert.equal(e.amountAtomic, "1000", "the price asked");
+  });
+
+  test("callers are salted SHA-256 hashes: no raw IP, API key or query anywhere", async () => {
+    await put("ev-private", fn({ apiKeyHeader: "x-api-key", rateLimit: { perCaller: "100/1m" } }));
+    const ip = "198.51.100.201";
+    const key = "sk_live_RAWKEYVALUE";
+    assert.equal((await callAs(ip, `${p.url}/t/ev-private/hello?api_key=QUERYSECRET`)).status, 200);
+    assert.equal((await callAs(ip, `${p.url}/t/ev-private/hello`, { "x-api-key": key })).status, 200);
+    assert.equal((await callAs("198.51.100.202", `${p.url}/t/ev-private/hello`)).status, 200);
+    const events = await eventsOf("ev-private", 3);
+    const json = JSON.stringify(events);
+    for (const raw of [ip, "198.51.100.202", key, "QUERYSECRET", "api_key", DEV_USAGE_SALT]) {
+      assert.ok(!json.includes(raw), `${raw} must not appear in events`);
+    }
+    const keyDigest = crypto.createHash("sha256").update(key).digest("hex");
+    assert.equal(events[0].callerHash, callerHash(`ip:${ip}`), "SHA-256(salt || 0 || ip:<address>)");
+    assert.equal(events[1].callerHash, callerHash(`key:${keyDigest}`), "an API key is hashed, then salted");
+    assert.notEqual(events[2].callerHash, events[0].callerHash);
+    assert.ok(!json.includes(keyDigest), "not even the unsalted key digest");
+  });
+});
+
+describe("the events feed", () => {
+  test("pagination by cursor, stage filter, parameters", async () => {
+    await put("ev-feed", fn());
+    const ip = "203.0.113.60";
+    for (let i = 0; i < 5; i++) assert.equal((await callAs(ip, `${p.url}/t/ev-feed/hello`)).status, 200);
+    for (let i = 0; i < 2; i++) assert.equal((await callAs(ip, `${p.url}/t/ev-feed/status?code=500`)).status, 500);
+    const all = await eventsOf("ev-feed", 7);
+
+    const seen = [];
+    let since = 0;
+    let pages = 0;
+    for (;;) {
+      const r = await page(`tenant=ev-feed&limit=3&since=${since}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("cache-control"), "no-store");
+      assert.ok(r.json.events.length <= 3);
+      seen.push(...r.json.events);
+      pages++;
+      if (!r.json.hasMore) {
+        assert.equal(r.json.nextCursor, String(all.at(-1).seq), "the last page still gives a cursor to poll from");
+        break;
+      }
+      since = r.json.nextCursor;
+    }
+    assert.equal(pages, 3);
+    assert.deepEqual(seen, all);
+    const polled = await page(`tenant=ev-feed&since=${all.at(-1).seq}`);
+    assert.deepEqual([polled.json.events.length, polled.json.hasMore], [0, false]);
+
+    const errors = await page("tenant=ev-feed&stage=error");
+    assert.deepEqual(errors.json.events.map((e) => e.stage), ["error", "error"]);
+    const afterFirst = await page(`tenant=ev-feed&stage=served&since=${all[0].seq}&limit=2`);
+    assert.deepEqual(afterFirst.json.events.map((e) => e.seq), [all[1].seq, all[2].seq]);
+    assert.equal(afterFirst.json.hasMore, true);
+
+    assertProblem(assert, await page("stage=served"), 400, "invalid_query");
+    assertProblem(assert, await page("tenant=ev-feed&stage=paid"), 400, "invalid_query");
+    assertProblem(assert, await page("tenant=ev-feed&limit=501"), 400, "invalid_query");
+    assertProblem(assert, await page("tenant=ev-feed&since=-1"), 400, "invalid_query");
+    assertProblem(assert, await page("tenant=no-such-tenant"), 404, "tenant_not_found");
+    assertProblem(assert, await getJson(`${p.url}/__platform/events?tenant=ev-feed`, { method: "POST", headers: analytics }), 405, "method_not_allowed");
+  });
+
+  test("the analytics token is required, and a 401 reveals nothing", async () => {
+    for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: `Bearer ${DEV_ADMIN_TOKEN}` }, { authorization: DEV_ANALYTICS_TOKEN }]) {
+      for (const q of ["tenant=ev-feed", "tenant=no-such-tenant", "stage=bogus", ""]) {
+        const r = await page(q, headers);
+        assertProblem(assert, r, 401, "unauthorized");
+        assert.equal(r.headers.get("www-authenticate"), "Bearer");
+        assert.ok(!r.text.includes("ev-feed") && !r.text.includes("event"), r.text);
+      }
+    }
+    for (const [method, route] of [
+      ["GET", "/usage/ev-feed?window=1h"],
+      ["POST", "/usage/ev-feed/rollup"],
+      ["GET", "/usage/ev-feed/retention"],
+      ["PUT", "/usage/ev-feed/retention"],
+    ]) {
+      assertProblem(assert, await getJson(`${p.url}/__platform${route}`, { method }), 401, "unauthorized");
+    }
+    // The retention is the admin's to change, not the analytics token's.
+    const put = (headers) =>
+      getJson(`${p.url}/__platform/usage/ev-feed/retention`, {
+        method: "PUT",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify({ retentionMs: 10 * 86_400_000 }),
+      });
+    assertProblem(assert, await put(analytics), 401, "unauthorized");
+    const changed = await put({ authorization: `Bearer ${DEV_ADMIN_TOKEN}` });
+    assert.equal(changed.status, 200, changed.text);
+    assert.equal(changed.json.retentionMs, 10 * 86_400_000);
+    const read = await getJson(`${p.url}/__platform/usage/ev-feed/retention`, { headers: analytics });
+    assert.equal(read.json.retentionMs, 10 * 86_400_000);
+    const tooShort = await getJson(`${p.url}/__platform/usage/ev-feed/retention`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ retentionMs: 1000 }),
+    });
+    assertProblem(assert, tooShort, 400, "invalid_field");
+  });
+
+  test("PLATFORM_EVENTS_PUBLIC=true opens the feed (and only the feed)", async () => {
+    const open = await startLocal({ persistDir: null, vars: { PLATFORM_EVENTS_PUBLIC: "true" } });
+    try {
+      await seedDemoTenants(open.url);
+      assert.equal((await getJson(`${open.url}/t/demo-fn/hello`)).status, 200);
+      let r;
+      for (let i = 0; i < 100; i++) {
+        r = await getJson(`${open.url}/__platform/events?tenant=demo-fn`);
+        if (r.json?.events?.length) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.events.length, 1);
+      assertProblem(assert, await getJson(`${open.url}/__platform/usage/demo-fn?window=1h`), 401, "unauthorized");
+    } finally {
+      await open.dispose();
+    }
+  });
+
+  test("event ids are idempotent: a redelivered event is stored once", async () => {
+    const probe = p.directUrls["usage-events-probe"];
+    const [stored] = await eventsOf("ev-susp", 1);
+    const { seq, ...event } = stored;
+    const post = (events) =>
+      getJson(`${probe}/events?tenant=ev-susp`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(events) });
+    const again = await post([event, event]);
+    assert.equal(again.status, 200, again.text);
+    assert.deepEqual([again.json.inserted, again.json.duplicates], [0, 2]);
+    assert.deepEqual(again.json.results.map((x) => [x.outcome, x.seq]), [["duplicate", seq], ["duplicate", seq]]);
+    // The same id with other content: the first write stands.
+    const forged = await post([{ ...event, latencyMs: event.latencyMs + 1 }]);
+    assert.deepEqual(forged.json.results.map((x) => x.outcome), ["conflict"]);
+    const events = await allEvents("ev-susp");
+    assert.deepEqual(events, [stored]);
+  });
+});
+
+describe("trending", () => {
+  test("a flood of refused and failed calls does not move a tenant; fewer countable calls of another do", async () => {
+    // A: free, one call per caller per hour. B: free, no limit.
+    await put("rank-a", fn({ rateLimit: { perCaller: "1/1h" } }));
+    await put("rank-b", fn());
+    for (let i = 1; i <= 3; i++) assert.equal((await callAs(`10.1.0.${i}`, `${p.url}/t/rank-a/hello`)).status, 200);
+    await eventsOf("rank-a", 3);
+    const first = await rollup("rank-a");
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.json.sent, true);
+    const before = (await top()).find((e) => e.tenant === "rank-a");
+    assert.deepEqual([before.calls, before.payers], [3, 3]);
+
+    // The flood: 40 new callers whose one admitted call fails (tenant 500), then 258 calls
+    // refused with 429 (the same callers, and the first three).
+    const flood = [];
+    for (let i = 10; i < 50; i++) flood.push(callAs(`10.1.0.${i}`, `${p.url}/t/rank-a/status?code=500`));
+    const failed = await Promise.all(flood);
+    assert.ok(failed.every((r) => r.status === 500));
+    const used = [1, 2, 3, ...Array.from({ length: 40 }, (_, i) => i + 10)];
+    const refused = [];
+    for (let k = 0; k < 6; k++) for (const i of used) refused.push(callAs(`10.1.0.${i}`, `${p.url}/t/rank-a/hello`));
+    const statuses = (await Promise.all(refused)).map((r) => r.status);
+    assert.ok(statuses.every((s) => s === 429), `all refused: ${[...new Set(statuses)]}`);
+    const floodSize = 3 + failed.length + refused.length;
+    const aEvents = await eventsOf("rank-a", floodSize);
+    assert.equal(aEvents.filter((e) => e.stage === "rate_limited").length, refused.length);
+    assert.equal(aEvents.filter((e) => e.countable).length, 3);
+
+    // B: 10 served calls from 10 callers, far fewer than A's flood.
+    for (let i = 1; i <= 10; i++) assert.equal((await callAs(`10.2.0.${i}`, `${p.url}/t/rank-b/hello`)).status, 200);
+    await eventsOf("rank-b", 10);
+
+    for (const slug of ["rank-a", "rank-b"]) assert.equal((await rollup(slug)).status, 200);
+    const ranking = await top();
+    const a = ranking.find((e) => e.tenant === "rank-a");
+    const b = ranking.find((e) => e.tenant === "rank-b");
+    assert.deepEqual([a.calls, a.payers], [3, 3], "A did not move");
+    assert.deepEqual([b.calls, b.payers, b.score], [10, 10, 10]);
+    assert.ok(ranking.indexOf(b) < ranking.indexOf(a), "B ranks above A");
+    for (const w of ["24h", "7d"]) {
+      const r = await top(w);
+      assert.ok(r.findIndex((e) => e.tenant === "rank-b") < r.findIndex((e) => e.tenant === "rank-a"), w);
+    }
+
+    // The operators' series: usage per bucket.
+    const series = await getJson(`${p.url}/__platform/usage/rank-b?window=1h`, { headers: analytics });
+    assert.equal(series.status, 200, series.text);
+    assert.equal(series.json.buckets.length, 12);
+    assert.equal(series.json.grainMs, 300_000);
+    assert.equal(series.json.buckets.reduce((s, x) => s + x.calls, 0), 10);
+    assert.deepEqual([series.json.totals.calls, series.json.totals.payers], [10, 10]);
+  });
+
+  test("one caller's contribution is capped per window", async () => {
+    await put("rank-c", fn());
+    const calls = 70; // the 1h cap is 60 per identity; 24h allows 600
+    for (let i = 0; i < calls; i++) assert.equal((await callAs("10.3.0.1", `${p.url}/t/rank-c/hello`)).status, 200);
+    await eventsOf("rank-c", calls);
+    assert.equal((await rollup("rank-c")).status, 200);
+    const h1 = (await top("1h")).find((e) => e.tenant === "rank-c");
+    const h24 = (await top("24h")).find((e) => e.tenant === "rank-c");
+    assert.deepEqual([h1.calls, h1.payers], [60, 1]);
+    assert.deepEqual([h24.calls, h24.payers], [70, 1]);
+    const series = await getJson(`${p.url}/__platform/usage/rank-c?window=1h`, { headers: analytics });
+    assert.equal(series.json.buckets.reduce((s, x) => s + x.calls, 0), calls, "usage is uncapped");
+  });
+
+  test("the ranking is public; parameters are checked; rollup of an unknown tenant is 404", async () => {
+    const r = await getJson(`${p.url}/__platform/trending?window=24h&limit=1`);
+    assert.equal(r.status, 200);
+    assert.equal(r.json.window, "24h");
+    assert.equal(r.json.entries.length, 1);
+    assertProblem(assert, await getJson(`${p.url}/__platform/trending?window=2h`), 400, "invalid_query");
+    assertProblem(assert, await getJson(`${p.url}/__platform/trending?limit=0`), 400, "invalid_query");
+    assertProblem(assert, await getJson(`${p.url}/__platform/trending`, { method: "POST" }), 405, "method_not_allowed");
+    assertProblem(assert, await rollup("no-such-tenant"), 404, "tenant_not_found");
+    assertProblem(assert, await getJson(`${p.url}/__platform/usage/Bad_Slug`, { headers: analytics }), 400, "invalid_slug");
+    assertProblem(assert, await getJson(`${p.url}/__platform/usage/rank-b/nope`, { headers: analytics }), 404, "route_not_found");
+    const empty = await getJson(`${p.url}/__platform/usage/never-called?window=7d`, { headers: analytics });
+    assert.equal(empty.status, 200);
+    assert.equal(empty.json.buckets.length, 168);
+    assert.equal(empty.json.totals, null);
+  });
+});
+
+describe("durability", () => {
+  test("events and rankings survive a restart of workerd", async () => {
+    const before = await allEvents("ev-free");
+    const ranking = await top();
+    await p.dispose();
+    p = await startLocal({ persistDir, extraWorkers: [probeWorker], directSockets: true });
+    assert.deepEqual(await allEvents("ev-free"), before);
+    assert.deepEqual(
+      (await top()).map((e) => [e.tenant, e.calls]),
+      ranking.map((e) => [e.tenant, e.calls]),
+    );
+  });
+});
