@@ -6,6 +6,10 @@
 mod admin;
 mod bindings;
 mod dispatch;
+mod facilitator;
+mod ledger_api;
+mod ledger_client;
+mod paywall;
 mod registry_client;
 mod respond;
 mod serve;

@@ -5,7 +5,7 @@ use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
 use worker::{Context, Env, Request, Response, Url};
 
-use super::dispatch;
+use super::paywall;
 
 /// Serves a request for an active tenant; `rest` is the path the tenant sees.
 pub async fn call(
@@ -16,5 +16,5 @@ pub async fn call(
     url: &Url,
     rest: &str,
 ) -> Result<Response, Problem> {
-    dispatch::to_tenant(req, env, config, url, rest).await
+    paywall::call(req, env, config, url, rest).await
 }
