@@ -76,6 +76,10 @@ pub const SWEEP_BATCH: u32 = 200;
 /// fingerprint: never a transaction hash, and unique per signed payment.
 pub const LOCAL_TX_PREFIX: &str = "local:";
 
+/// The last object [`SCHEMA`] creates: when it exists, the whole schema does. A schema
+/// change must create a new marker last and name it here.
+const SCHEMA_MARKER: &str = "ledger_payments_tx";
+
 /// The tables, created on open. Entries are only ever inserted (the code has no UPDATE or
 /// DELETE on `ledger_entries`).
 pub const SCHEMA: &[&str] = &[
@@ -119,8 +123,6 @@ pub const SCHEMA: &[&str] = &[
     // The sweep finds expired reservations; settle finds a transaction hash already used.
     "CREATE INDEX IF NOT EXISTS ledger_payments_reserved ON ledger_payments (reserved_at_ms)
         WHERE state = 'reserved'",
-    "CREATE INDEX IF NOT EXISTS ledger_payments_tx ON ledger_payments (tx_ref)
-        WHERE tx_ref IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS ledger_payouts (
         payout_id TEXT PRIMARY KEY,
         idempotency_key TEXT NOT NULL UNIQUE,
@@ -162,6 +164,9 @@ pub const SCHEMA: &[&str] = &[
         net TEXT NOT NULL,
         count INTEGER NOT NULL
     )",
+    // Last: the marker Ledger::open looks for.
+    "CREATE INDEX IF NOT EXISTS ledger_payments_tx ON ledger_payments (tx_ref)
+        WHERE tx_ref IS NOT NULL",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -848,10 +853,20 @@ pub struct Ledger<'s, S: SqlStore> {
 }
 
 impl<'s, S: SqlStore> Ledger<'s, S> {
-    /// Opens the ledger, creating its tables on first use.
+    /// Opens the ledger, creating its tables on first use. One lookup when the schema is
+    /// in place (the object opens the ledger on every request), else the whole [`SCHEMA`]
+    /// (idempotent: `IF NOT EXISTS`).
     pub fn open(store: &'s mut S) -> Result<Self, LedgerError> {
-        for stmt in SCHEMA {
-            store.exec(stmt, &[])?;
+        let ready = store
+            .query_opt(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                &[SCHEMA_MARKER.into()],
+            )?
+            .is_some();
+        if !ready {
+            for stmt in SCHEMA {
+                store.exec(stmt, &[])?;
+            }
         }
         Ok(Ledger { store })
     }
