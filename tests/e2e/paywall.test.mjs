@@ -557,6 +557,20 @@ describe("fail closed and restarts", () => {
     }
   });
 
+  test("an unreachable facilitator: 502, not served, nothing reserved", async () => {
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+    const p = await startPlatform({ vars: { FACILITATOR_URL: "http://127.0.0.1:9", ...TOKENS } });
+    try {
+      assert.equal((await admin(p.url).put("paid", pricedTenant())).status, 201);
+      const r = await pay(`${p.url}/t/paid/echo`, 2);
+      assertProblem(assert, r, 502, "facilitator_unavailable");
+      assert.equal(r.json.method, undefined);
+      assert.equal((await entriesOf(p.url, "paid", r.nonce)).length, 0);
+    } finally {
+      await p.dispose();
+    }
+  });
+
   test("a killed and restarted workerd loses no settled entry", async () => {
     const persistDir = tempStateDir();
     const vars = { ALLOW_LOCAL_X402_VERIFICATION: "true", ...TOKENS };

@@ -1625,7 +1625,6 @@ fn the_sweep_works_in_batches_and_is_atomic() {
         l.payment("k2").unwrap().unwrap().state,
         PaymentState::Reserved
     );
-    drop(l);
 
     // A crash mid-sweep leaves nothing half voided.
     let before = snapshot(&mut db);
@@ -1638,7 +1637,7 @@ fn the_sweep_works_in_batches_and_is_atomic() {
     );
     fault.countdown.set(None);
     assert!(fault.tripped.get());
-    drop(l);
+
     assert_eq!(snapshot(&mut db), before);
 
     let mut l = Ledger::open(&mut db).unwrap();
