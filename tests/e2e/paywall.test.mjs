@@ -575,14 +575,14 @@ describe("fail closed and restarts", () => {
     const persistDir = tempStateDir();
     const vars = { ALLOW_LOCAL_X402_VERIFICATION: "true", ...TOKENS };
     let p = await startPlatform({ persistDir, vars });
-    const nonces = [];
+    const paid = [];
     let before;
     try {
       assert.equal((await admin(p.url).put("paid", pricedTenant())).status, 201);
       for (let i = 0; i < 5; i++) {
         const r = await pay(`${p.url}/t/paid/hello`, (i % 2) + 1);
         assert.equal(r.status, 200);
-        nonces.push(r.nonce);
+        paid.push(r);
       }
       before = (await ledger(p.url).entries("paid")).json;
     } finally {
@@ -596,10 +596,13 @@ describe("fail closed and restarts", () => {
       assert.equal(after.entries.filter((e) => e.kind === "payment_settled").length, 5);
       const e = (await ledger(p.url).earnings("paid")).json;
       assert.deepEqual([e.settledCount, e.net], [5, "4750"]);
-      // Spent payments stay spent across the restart.
+      // Spent payments stay spent across the restart: the same payment is a replay, a new
+      // signature over a spent nonce is a reuse.
+      const replay = await getJson(`${p.url}/t/paid/hello`, { headers: paid[1].payment });
+      assertProblem(assert, replay, 409, "payment_already_settled");
       const c = await challengeFor(`${p.url}/t/paid/hello`);
-      const replay = await getJson(`${p.url}/t/paid/hello`, { headers: await payHeaders(c, 2, { nonce: nonces[1] }) });
-      assert.equal(replay.status, 409, replay.text);
+      const reuse = await getJson(`${p.url}/t/paid/hello`, { headers: await payHeaders(c, 2, { nonce: paid[1].nonce }) });
+      assertProblem(assert, reuse, 422, "payment_key_reused");
     } finally {
       await p.dispose();
     }
