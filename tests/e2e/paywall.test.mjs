@@ -601,7 +601,7 @@ describe("fail closed and restarts", () => {
       const replay = await getJson(`${p.url}/t/paid/hello`, { headers: paid[1].payment });
       assertProblem(assert, replay, 409, "payment_already_settled");
       const c = await challengeFor(`${p.url}/t/paid/hello`);
-      const reuse = await getJson(`${p.url}/t/paid/hello`, { headers: await payHeaders(c, 2, { nonce: paid[1].nonce }) });
+      const reuse = await getJson(`${p.url}/t/paid/hello`, { headers: await payHeaders(c, 2, { nonce: paid[1].nonce, validBefore: Math.floor(Date.now() / 1000) + 45 }) });
       assertProblem(assert, reuse, 422, "payment_key_reused");
     } finally {
       await p.dispose();
