@@ -18,6 +18,23 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 /// The admin token of local runs only; production takes it from a Worker secret.
 export const DEV_ADMIN_TOKEN = "local-dev-admin-token";
 
+/// A paid demo tenant (scripts/dev registers it): 1000 atomic USDC (0.001 USDC) per call on
+/// base-sepolia, served by the demo-fn Worker. The payTo is a placeholder address.
+export const DEMO_PAID_TENANTS = {
+  "demo-paid": {
+    resourceType: "function",
+    workerName: "demo-fn",
+    plan: "pro",
+    price: {
+      amountAtomic: "1000",
+      network: "base-sepolia",
+      asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+      payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+      description: "demo paid call",
+    },
+  },
+};
+
 /// User Workers in the local namespace: script name -> module files (first is the entry).
 export const TENANT_WORKERS = {
   "demo-fn": ["tests/tenants/demo-fn.js"],
@@ -117,6 +134,8 @@ function runtimeStdio(verbose) {
  *   dispatcher with an unreachable limiter).
  * - extraWorkers: more Miniflare worker options in the same workerd (benchmark fixtures);
  *   with directSockets each gets directUrls[name] too.
+ * - allowLocalX402: set ALLOW_LOCAL_X402_VERIFICATION=true (development verifier: payments
+ *   checked in the Worker, settlements recorded locally, no funds move). Off unless asked.
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -128,6 +147,7 @@ export async function startLocal({
   verbose = false,
   omitBindings = [],
   extraWorkers = [],
+  allowLocalX402 = false,
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
@@ -149,6 +169,7 @@ export async function startLocal({
       ...workerOptions.bindings,
       PLATFORM_DOMAIN: "localhost",
       PLATFORM_ADMIN_TOKEN: DEV_ADMIN_TOKEN,
+      ...(allowLocalX402 ? { ALLOW_LOCAL_X402_VERIFICATION: "true" } : {}),
       ...vars,
     },
     wrappedBindings: { DISPATCHER: { scriptName: "wfp-dispatch-namespace" } },

@@ -22,6 +22,9 @@ pub async fn handle(
     query: Option<&str>,
 ) -> Result<Response, Problem> {
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    if matches!(segments.first(), Some(&("ledger" | "earnings"))) {
+        return super::ledger_api::handle(req, env, &segments, query).await;
+    }
     if segments.first() != Some(&"tenants") {
         return Err(Problem::new(
             404,

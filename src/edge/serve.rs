@@ -5,7 +5,7 @@ use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
 use worker::{Context, Env, Request, Response, Url};
 
-use super::{dispatch, limit};
+use super::{limit, paywall};
 
 /// Serves a request for an active tenant; `rest` is the path the tenant sees.
 pub async fn call(
@@ -22,6 +22,7 @@ pub async fn call(
         // `RefusalReason::RateLimited` refusal of `refusal.caller_key`.
         Err(refusal) => return Ok(limit::refused(&refusal)),
     };
-    let answer = dispatch::to_tenant(req, env, config, url, rest).await;
+    // Paid tenants: the x402 paywall around dispatch; free tenants: dispatch.
+    let answer = paywall::call(req, env, config, url, rest).await;
     Ok(limit::admitted(&admission, answer))
 }
