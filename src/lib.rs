@@ -8,6 +8,8 @@
 pub mod auth;
 pub mod config_cache;
 pub mod forward;
+pub mod ledger_rules;
+pub mod paywall_rules;
 pub mod proxy;
 pub mod ratelimit;
 pub mod route;
@@ -17,6 +19,8 @@ pub mod x402;
 #[cfg(target_arch = "wasm32")]
 mod edge;
 
+#[cfg(target_arch = "wasm32")]
+pub use claw_durable::ledger::object::TenantLedger;
 /// The Durable Object classes this Worker exports (wrangler.toml names them).
 #[cfg(target_arch = "wasm32")]
 pub use claw_durable::registry::object::TenantRegistry;

@@ -2,10 +2,10 @@
 // same tenant Worker, in the same local workerd (bare sockets, no wrangler dev proxy, no
 // inspector). Prints a table and the ratio.
 import { startLocal, seedDemoTenants } from "../local/runtime.mjs";
-import { wrk, row, HEADER } from "./wrk.mjs";
+import { load, row, HEADER } from "./load.mjs";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 8);
 const p = await startLocal({ persistDir: null, directSockets: true });
 try {
   await seedDemoTenants(p.url);
@@ -15,11 +15,11 @@ try {
     const r = await fetch(u);
     if (r.status !== 200) throw new Error(`${u}: ${r.status} ${await r.text()}`);
   }
-  wrk(via, { seconds: 2, connections }); // warm-up: JIT, isolate, config cache
-  wrk(direct, { seconds: 2, connections });
-  const a = wrk(via, { seconds, connections });
-  const b = wrk(direct, { seconds, connections });
-  console.log(`\nfree call, ${connections} connections, ${seconds}s each, wrk on loopback, workerd via Miniflare direct sockets\n`);
+  load(via, { seconds: 2, connections }); // warm-up: JIT, isolate, config cache
+  load(direct, { seconds: 2, connections });
+  const a = load(via, { seconds, connections });
+  const b = load(direct, { seconds, connections });
+  console.log(`\nfree call, ${connections} connections, ${seconds}s each, hey on loopback, workerd via Miniflare direct sockets\n`);
   console.log(HEADER);
   console.log(row("through dispatcher /t/demo-fn/hello", a));
   console.log(row("direct to demo-fn /hello", b));

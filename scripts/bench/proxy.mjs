@@ -11,9 +11,9 @@ import { spawn } from "node:child_process";
 import http from "node:http";
 import path from "node:path";
 import { startLocal, seedDemoTenants, DEV_ADMIN_TOKEN, ROOT } from "../local/runtime.mjs";
-import { wrk, row, HEADER } from "./wrk.mjs";
+import { load, row, HEADER } from "./load.mjs";
 
-/// The upstream runs in a process of its own: wrk runs synchronously here.
+/// The upstream runs in a process of its own: hey runs synchronously here.
 async function startUpstreamProcess() {
   const child = spawn(process.execPath, [path.join(ROOT, "tests/fakes/upstream.mjs"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
   const url = await new Promise((resolve, reject) => {
@@ -27,7 +27,7 @@ async function startUpstreamProcess() {
   });
   return {
     url,
-    // A fresh connection each time: a pooled one may have idled out during a wrk run.
+    // A fresh connection each time: a pooled one may have idled out during a load run.
     total: () =>
       new Promise((resolve, reject) => {
         http
@@ -65,14 +65,14 @@ try {
   }
   const status = (await fetch(cached)).headers.get("x-claw-cache");
   if (status !== "hit") throw new Error(`expected a cache hit, got ${status}`);
-  for (const u of [direct, uncached, cached]) wrk(u, { seconds: 2, connections }); // warm-up
+  for (const u of [direct, uncached, cached]) load(u, { seconds: 2, connections }); // warm-up
 
   const signed = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(2)}`;
   const table = (title, n) => {
-    const a = wrk(direct, { seconds, connections: n });
-    const b = wrk(uncached, { seconds, connections: n });
-    const c = wrk(cached, { seconds, connections: n });
-    console.log(`\n${title}: GET /json, ${n} connection(s), ${seconds}s each, wrk on loopback, workerd via Miniflare direct sockets\n`);
+    const a = load(direct, { seconds, connections: n });
+    const b = load(uncached, { seconds, connections: n });
+    const c = load(cached, { seconds, connections: n });
+    console.log(`\n${title}: GET /json, ${n} connection(s), ${seconds}s each, hey on loopback, workerd via Miniflare direct sockets\n`);
     console.log(HEADER);
     console.log(row("direct to the loopback upstream", a));
     console.log(row("through dispatcher, proxy without cache", b));
@@ -84,7 +84,7 @@ try {
   table("under load", connections);
 
   const before = await up.total();
-  const d = wrk(load, { seconds, connections });
+  const d = load(load, { seconds, connections });
   const upstreamCalls = (await up.total()) - before;
   console.log(`\nrepeated GET of one URL, ${connections} connections, ${seconds}s\n`);
   console.log(HEADER);

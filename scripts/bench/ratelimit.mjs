@@ -1,5 +1,5 @@
 // Figures for the rate limiter (issue 3), all in one local workerd (Miniflare API, direct
-// sockets, inspector off; indicative only: a shared 2-core machine, wrk on loopback):
+// sockets, inspector off; indicative only: a shared 2-core machine, hey on loopback):
 // 1. over-admissions under one concurrent burst: the Durable Object limiter (through the
 //    dispatcher) vs a KV read-then-write limiter like the prototype's (fixture Worker);
 // 2. added p50/p99 latency of the limiter on a free call: limiting off vs per caller vs per
@@ -9,7 +9,7 @@
 import path from "node:path";
 import http from "node:http";
 import { startLocal, seedDemoTenants, ROOT } from "../local/runtime.mjs";
-import { wrk, row, HEADER } from "./wrk.mjs";
+import { load, row, HEADER } from "./load.mjs";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -26,7 +26,7 @@ const fixture = (name, file, extra) => ({
 });
 
 const fn = (extra) => ({ resourceType: "function", workerName: "demo-fn", plan: "free", ...extra });
-// Limits far above anything wrk reaches here: the limiter runs on every call, never refuses.
+// Limits far above anything the load reaches here: the limiter runs on every call, never refuses.
 const huge = { perCaller: "1000000/1s", burst: 100000 };
 const TENANTS = {
   "bench-off": fn({}),
@@ -95,9 +95,9 @@ try {
   for (const [, u] of cases) {
     const r = await fetch(u, { headers: ip });
     if (r.status !== 200) throw new Error(`${u}: ${r.status} ${await r.text()}`);
-    wrk(u, { seconds: 2, connections, headers: ip }); // warm-up
+    load(u, { seconds: 2, connections, headers: ip }); // warm-up
   }
-  const measured = cases.map(([name, u]) => [name, wrk(u, { seconds, connections, headers: ip })]);
+  const measured = cases.map(([name, u]) => [name, load(u, { seconds, connections, headers: ip })]);
   console.log(`\n2. free call through the dispatcher, ${connections} connections, ${seconds}s each, one caller\n`);
   console.log(HEADER);
   for (const [name, r] of measured) console.log(row(name, r));
@@ -110,8 +110,8 @@ try {
   const one = `${probe}/?key=bench/one-object&limit=1000000&windowS=1&burst=100000`;
   const first = await fetch(one);
   if (first.status !== 200) throw new Error(`probe: ${first.status} ${await first.text()}`);
-  wrk(one, { seconds: 2, connections: 32 });
-  const o = wrk(one, { seconds, connections: 32 });
+  load(one, { seconds: 2, connections: 32 });
+  const o = load(one, { seconds, connections: 32 });
   console.log(`\n3. one limiter object, every check admitted, 32 connections, ${seconds}s\n`);
   console.log(HEADER);
   console.log(row("probe Worker -> one RateLimiter object", o));

@@ -7,7 +7,7 @@
 //       one event per request (what the dispatcher sends per call) and batches of 100,
 //       then the stored count checked against the acknowledged inserts;
 // 2. added latency of recording on the hot path: the same free call with
-//    USAGE_EVENTS_ENABLED=false vs on (the default), at 1 connection and under load (wrk);
+//    USAGE_EVENTS_ENABLED=false vs on (the default), at 1 connection and under load (hey);
 // 3. rank error of the trending windows vs an exact count over the same event stream: a
 //    random stream (popular and quiet tenants, whales past the per-payer cap, self-dealing,
 //    challenges/429s/errors, times spread past the windows' edges) goes into the tenants'
@@ -17,7 +17,7 @@ import path from "node:path";
 import http from "node:http";
 import crypto from "node:crypto";
 import { startLocal, seedDemoTenants, ROOT, DEV_ANALYTICS_TOKEN } from "../local/runtime.mjs";
-import { wrk, row, HEADER } from "./wrk.mjs";
+import { load, row, HEADER, requireHey } from "./load.mjs";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -25,6 +25,8 @@ const calls = Number(process.env.BENCH_CALLS ?? 3000);
 const rankTenants = Number(process.env.BENCH_RANK_TENANTS ?? 30);
 const seed = Number(process.env.BENCH_SEED ?? 42);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+
+requireHey();
 
 const probeWorker = {
   name: "usage-events-probe",
@@ -325,12 +327,12 @@ try {
     const u = `${q.directUrls["claw-dispatcher"]}/t/bench-free/hello`;
     const first = await fetch(u, { headers });
     if (first.status !== 200) throw new Error(`${u}: ${first.status}`);
-    wrk(u, { seconds: 2, connections, headers }); // warm-up
+    load(u, { seconds: 2, connections, headers }); // warm-up
     cases.push({ name: `${name}, 1 connection`, u, c: 1, runs: [] });
     cases.push({ name: `${name}, ${connections} connections`, u, c: connections, runs: [] });
   }
   const order = [cases[0], cases[2], cases[1], cases[3]]; // off/on alternate
-  for (let r = 0; r < rounds; r++) for (const c of order) c.runs.push(wrk(c.u, { seconds, connections: c.c, headers }));
+  for (let r = 0; r < rounds; r++) for (const c of order) c.runs.push(load(c.u, { seconds, connections: c.c, headers }));
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const med = (c) => ({
     rps: median(c.runs.map((x) => x.rps)),

@@ -22,6 +22,23 @@ export const DEV_ADMIN_TOKEN = "local-dev-admin-token";
 export const DEV_ANALYTICS_TOKEN = "local-dev-analytics-token";
 export const DEV_USAGE_SALT = "local-dev-usage-salt-0123456789";
 
+/// A paid demo tenant (scripts/dev registers it): 1000 atomic USDC (0.001 USDC) per call on
+/// base-sepolia, served by the demo-fn Worker. The payTo is a placeholder address.
+export const DEMO_PAID_TENANTS = {
+  "demo-paid": {
+    resourceType: "function",
+    workerName: "demo-fn",
+    plan: "pro",
+    price: {
+      amountAtomic: "1000",
+      network: "base-sepolia",
+      asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+      payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+      description: "demo paid call",
+    },
+  },
+};
+
 /// User Workers in the local namespace: script name -> module files (first is the entry).
 export const TENANT_WORKERS = {
   "demo-fn": ["tests/tenants/demo-fn.js"],
@@ -121,6 +138,8 @@ function runtimeStdio(verbose) {
  *   dispatcher with an unreachable limiter).
  * - extraWorkers: more Miniflare worker options in the same workerd (benchmark fixtures);
  *   with directSockets each gets directUrls[name] too.
+ * - allowLocalX402: set ALLOW_LOCAL_X402_VERIFICATION=true (development verifier: payments
+ *   checked in the Worker, settlements recorded locally, no funds move). Off unless asked.
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -132,6 +151,7 @@ export async function startLocal({
   verbose = false,
   omitBindings = [],
   extraWorkers = [],
+  allowLocalX402 = false,
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
@@ -153,6 +173,7 @@ export async function startLocal({
       ...workerOptions.bindings,
       PLATFORM_DOMAIN: "localhost",
       PLATFORM_ADMIN_TOKEN: DEV_ADMIN_TOKEN,
+      ...(allowLocalX402 ? { ALLOW_LOCAL_X402_VERIFICATION: "true" } : {}),
       PLATFORM_ANALYTICS_TOKEN: DEV_ANALYTICS_TOKEN,
       USAGE_SALT: DEV_USAGE_SALT,
       // Usage events take each call's subrequest count from the emulator (local only).

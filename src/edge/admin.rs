@@ -25,6 +25,9 @@ pub async fn handle(
         return super::usage_api::handle(req, env, rest, query).await;
     }
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    if matches!(segments.first(), Some(&("ledger" | "earnings"))) {
+        return super::ledger_api::handle(req, env, &segments, query).await;
+    }
     if segments.first() != Some(&"tenants") {
         return Err(Problem::new(
             404,

@@ -39,6 +39,21 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Durable Object namespace of the per-tenant settlement ledgers (class `TenantLedger`).
+pub const LEDGER: &str = "LEDGER";
+/// Base URL of the x402 facilitator (`{url}/verify`, `{url}/settle`). Unset: paid calls
+/// are refused (503) unless the development override below is on.
+pub const FACILITATOR_URL: &str = "FACILITATOR_URL";
+/// Per-call facilitator timeout in ms (default 5000).
+pub const FACILITATOR_TIMEOUT_MS: &str = "FACILITATOR_TIMEOUT_MS";
+/// Development only: `true` verifies payments in the Worker and records local settlements
+/// (no funds move) when no facilitator is configured.
+pub const ALLOW_LOCAL_X402_VERIFICATION: &str = "ALLOW_LOCAL_X402_VERIFICATION";
+/// Secret: bearer token of the payout job's ledger API. Unset: closed.
+pub const PLATFORM_PAYOUT_TOKEN: &str = "PLATFORM_PAYOUT_TOKEN";
+/// Secret: bearer token of the operators' earnings API. Unset: closed.
+pub const PLATFORM_OPERATOR_TOKEN: &str = "PLATFORM_OPERATOR_TOKEN";
+
 /// Durable Object namespace of the per-tenant usage events (class `UsageEvents`, one object
 /// per tenant slug). The objects themselves find the trending object as `TRENDING`.
 pub const USAGE_EVENTS: &str = "USAGE_EVENTS";

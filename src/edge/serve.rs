@@ -6,7 +6,7 @@ use claw_durable::tenant::TenantConfig;
 use worker::{Context, Env, Request, Response, Url};
 
 use super::usage::Usage;
-use super::{dispatch, limit};
+use super::{limit, paywall};
 
 /// Serves a request for an active tenant; `rest` is the path the tenant sees. Every answer
 /// records exactly one usage event (`super::usage`), off the response path.
@@ -27,7 +27,8 @@ pub async fn call(
         }
     };
     usage.admitted(&admission);
-    let answer = dispatch::to_tenant(req, env, config, url, rest, usage.id()).await;
+    // Paid tenants: the x402 paywall around dispatch; free tenants: dispatch.
+    let answer = paywall::call(req, env, config, url, rest, &mut usage).await;
     usage.observe(&answer);
     Ok(usage.finish(env, ctx, limit::admitted(&admission, answer)))
 }

@@ -95,7 +95,6 @@ impl Usage {
 
     /// For the paywall's steps (`challenged`, `payment`, `verify_failed`, `settled`,
     /// `settlement_failed`), e.g. `usage.record().settled(&settlement.transaction)`.
-    #[allow(dead_code)] // The paywall (issue 4) is integrated on its own branch.
     pub fn record(&mut self) -> &mut CallRecord {
         &mut self.record
     }

@@ -282,7 +282,9 @@ describe("durability and failure", () => {
 
   test("an unreachable limiter: paid tenants fail closed, free ones open, as configured", async () => {
     // The dispatcher runs without its RATE_LIMITER binding, so every limiter call fails.
-    const broken = await startLocal({ persistDir: null, omitBindings: ["RATE_LIMITER"] });
+    // Local x402 verification on, so a paid tenant that gets past the limiter answers 402, not
+    // the paywall's fail-closed 503.
+    const broken = await startLocal({ persistDir: null, omitBindings: ["RATE_LIMITER"], allowLocalX402: true });
     try {
       await seedDemoTenants(broken.url);
       const limit = { perCaller: "10/1h", burst: 5 };
@@ -303,6 +305,7 @@ describe("durability and failure", () => {
         assert.equal(r.headers.get("ratelimit-policy"), null);
       }
       assert.equal((await call(`${broken.url}/t/free-default/hello`)).json?.hello, "world");
+      assert.equal((await call(`${broken.url}/t/paid-open/hello`)).status, 402, "on to the paywall");
       // A tenant without limits never asks the limiter, so it is not affected at all.
       assert.equal((await call(`${broken.url}/t/demo-fn/hello`)).status, 200);
     } finally {

@@ -11,7 +11,10 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import path from "node:path";
+import { privateKeyToAccount } from "viem/accounts";
 import { admin, assertProblem, getJson, tempStateDir } from "./harness.mjs";
+import { startFacilitator } from "../fakes/x402_facilitator.mjs";
+import { pricedTenant, readChallenge, payHeaders, receipt, payer, other } from "./x402_client.mjs";
 import {
   startLocal,
   seedDemoTenants,
@@ -21,12 +24,6 @@ import {
   DEV_USAGE_SALT,
 } from "../../scripts/local/runtime.mjs";
 
-const PRICE = {
-  amountAtomic: "1000",
-  network: "base-sepolia",
-  asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
-  payTo: "0x1111111111111111111111111111111111111111",
-};
 const fn = (extra) => ({ resourceType: "function", workerName: "demo-fn", plan: "free", ...extra });
 const analytics = { authorization: `Bearer ${DEV_ANALYTICS_TOKEN}` };
 
@@ -40,14 +37,19 @@ const probeWorker = {
 };
 
 let p;
+let f;
 const persistDir = tempStateDir();
+const platform = () => startLocal({ persistDir, extraWorkers: [probeWorker], directSockets: true, vars: { FACILITATOR_URL: f.url } });
 
 before(async () => {
-  p = await startLocal({ persistDir, extraWorkers: [probeWorker], directSockets: true });
+  // Paid calls are verified and settled by the facilitator stand-in on loopback.
+  f = await startFacilitator();
+  p = await platform();
   await seedDemoTenants(p.url);
 });
 after(async () => {
   await p?.dispose();
+  await f?.close();
 });
 
 async function put(slug, config) {
@@ -91,6 +93,24 @@ async function eventsOf(tenant, n) {
 
 const callerHash = (rawKey) =>
   crypto.createHash("sha256").update(Buffer.concat([Buffer.from(DEV_USAGE_SALT), Buffer.from([0]), Buffer.from(rawKey)])).digest("hex");
+const payerHash = (address) => callerHash(`payer:${address.toLowerCase()}`);
+
+/// The 402 challenge of a priced tenant's URL (itself a recorded call).
+async function challengeOf(url, ip = "203.0.113.90") {
+  const c = await readChallenge(await fetch(url, { headers: { "cf-connecting-ip": ip } }));
+  assert.equal(c.status, 402);
+  return c;
+}
+
+/// A paid call with a payment signed for challenge `c` (by `account`, default the test payer).
+async function paidCall(url, c, { version = 2, ip = "203.0.113.90", ...o } = {}) {
+  const headers = await payHeaders(c, version, o);
+  const res = await fetch(url, { headers: { "cf-connecting-ip": ip, ...headers } });
+  const text = await res.text();
+  return { status: res.status, res, text, headers };
+}
+
+const wallet = (i) => privateKeyToAccount(`0x${crypto.createHash("sha256").update(`usage-test-wallet-${i}`).digest("hex")}`);
 
 const rollup = (slug, headers = analytics) => getJson(`${p.url}/__platform/usage/${slug}/rollup`, { method: "POST", headers });
 
@@ -162,14 +182,46 @@ describe("one event per call", () => {
     assert.deepEqual([e.stage, e.statusCode, e.errorCode, e.countable], ["error", 403, "tenant_suspended", false]);
   });
 
-  test("a priced tenant's call that settles nothing is never countable", async () => {
-    // Until the paywall runs in this pipeline, a priced tenant is dispatched without payment:
-    // served, payment required, not countable, not billable.
-    await put("ev-priced", fn({ price: PRICE }));
-    assert.equal((await callAs("203.0.113.53", `${p.url}/t/ev-priced/hello`)).status, 200);
-    const [e] = await eventsOf("ev-priced", 1);
-    assert.deepEqual([e.stage, e.paymentRequired, e.paymentSuccess, e.countable, e.billable], ["served", true, false, false, false]);
-    assert.equal(e.amountAtomic, "1000", "the price asked");
+  test("paid calls: challenged, settled, verify failed, replayed, settlement failed, tenant error", async () => {
+    await put("ev-paid", pricedTenant());
+    const url = `${p.url}/t/ev-paid/hello`;
+    const c = await challengeOf(url); // 1: challenged
+    const ok = await paidCall(url, c); // 2: settled
+    assert.equal(ok.status, 200, ok.text);
+    const tx = receipt(ok.res).transaction;
+    const forged = await paidCall(url, c, { account: other, from: payer.address }); // 3: verify failed
+    assert.equal(forged.status, 402, forged.text);
+    const replay = await fetch(url, { headers: ok.headers }); // 4: the same payment again
+    assert.equal(replay.status, 409);
+    f.setMode({ settle: "fail" });
+    const unsettled = await paidCall(url, c); // 5: settlement failed
+    f.setMode({ settle: "success" });
+    assert.equal(unsettled.status, 402, unsettled.text);
+    const notFound = await paidCall(`${p.url}/t/ev-paid/status?code=404`, c, { version: 1 }); // 6: tenant error
+    assert.equal(notFound.status, 404);
+
+    const [challenged, settled, failed, replayed, settleFailed, tenantError] = await eventsOf("ev-paid", 6);
+    assert.deepEqual(
+      [challenged.stage, challenged.statusCode, challenged.paymentRequired, challenged.amountAtomic, challenged.countable, challenged.payerHash],
+      ["challenged", 402, true, "1000", false, undefined],
+    );
+    assert.deepEqual(
+      [settled.stage, settled.statusCode, settled.paymentSuccess, settled.countable, settled.billable, settled.selfDealing],
+      ["settled", 200, true, true, true, false],
+    );
+    assert.equal(settled.settlementResult, tx);
+    assert.equal(settled.amountAtomic, "1000");
+    assert.equal(settled.payerHash, payerHash(payer.address), "SHA-256(salt || 0 || payer:<address>)");
+    assert.equal(settled.callerHash, payerHash(payer.address), "a paid caller is its payer");
+    assert.deepEqual([failed.stage, failed.countable, failed.payerHash], ["verify_failed", false, payerHash(payer.address)]);
+    assert.deepEqual([replayed.stage, replayed.statusCode, replayed.errorCode], ["verify_failed", 409, "payment_already_settled"]);
+    assert.deepEqual(
+      [settleFailed.stage, settleFailed.settlementResult, settleFailed.paymentSuccess, settleFailed.countable, settleFailed.billable],
+      ["settlement_failed", "insufficient_funds", false, false, false],
+    );
+    assert.deepEqual([tenantError.stage, tenantError.statusCode, tenantError.errorCode, tenantError.countable], ["error", 404, "tenant_status", false]);
+    const json = JSON.stringify(await allEvents("ev-paid"));
+    assert.ok(!json.toLowerCase().includes(payer.address.slice(2).toLowerCase()), "no payer address in events");
   });
 
   test("callers are salted SHA-256 hashes: no raw IP, API key or query anywhere", async () => {
@@ -311,7 +363,7 @@ describe("the events feed", () => {
 });
 
 describe("trending", () => {
-  test("a flood of refused and failed calls does not move a tenant; fewer countable calls of another do", async () => {
+  test("free: a flood of refused and failed calls does not move a tenant; fewer served calls of another do", async () => {
     // A: free, one call per caller per hour. B: free, no limit.
     await put("rank-a", fn({ rateLimit: { perCaller: "1/1h" } }));
     await put("rank-b", fn());
@@ -364,6 +416,57 @@ describe("trending", () => {
     assert.deepEqual([series.json.totals.calls, series.json.totals.payers], [10, 10]);
   });
 
+  test("paid: a flood of 402 challenges and 429s does not move a tenant; fewer settled calls of another do", async () => {
+    // A: priced, 50 calls at once per caller (burst 49), then one per 72 s. B: priced.
+    await put("rank-pa", { ...pricedTenant(), rateLimit: { perCaller: "50/1h", burst: 49 } });
+    await put("rank-pb", pricedTenant());
+    const aUrl = `${p.url}/t/rank-pa/hello`;
+    const bUrl = `${p.url}/t/rank-pb/hello`;
+    const ca = await challengeOf(aUrl, "10.4.0.1");
+    for (let i = 0; i < 2; i++) assert.equal((await paidCall(aUrl, ca, { ip: "10.4.0.1" })).status, 200);
+    await eventsOf("rank-pa", 3);
+    assert.equal((await rollup("rank-pa")).status, 200);
+    const before = (await top()).find((e) => e.tenant === "rank-pa");
+    assert.deepEqual([before.calls, before.payers, before.revenueAtomic], [2, 1, "2000"]);
+
+    // The flood: 120 unpaid calls from one client: 49 more challenges, then 429s.
+    const flood = await Promise.all(Array.from({ length: 120 }, () => fetch(aUrl, { headers: { "cf-connecting-ip": "10.4.0.1" } })));
+    const statuses = flood.map((r) => r.status);
+    assert.equal(statuses.filter((s) => s === 402).length, 49);
+    assert.equal(statuses.filter((s) => s === 429).length, 71);
+    const aEvents = await eventsOf("rank-pa", 3 + 120);
+    assert.equal(aEvents.filter((e) => e.stage === "challenged").length, 50);
+    assert.equal(aEvents.filter((e) => e.stage === "rate_limited").length, 71);
+    assert.equal(aEvents.filter((e) => e.countable).length, 2);
+
+    // B: 4 settled calls by 4 payers.
+    const cb = await challengeOf(bUrl, "10.5.0.1");
+    for (let i = 0; i < 4; i++) assert.equal((await paidCall(bUrl, cb, { account: wallet(i), ip: "10.5.0.1" })).status, 200);
+    await eventsOf("rank-pb", 5);
+
+    for (const slug of ["rank-pa", "rank-pb"]) assert.equal((await rollup(slug)).status, 200);
+    const ranking = await top();
+    const a = ranking.find((e) => e.tenant === "rank-pa");
+    const b = ranking.find((e) => e.tenant === "rank-pb");
+    assert.deepEqual([a.calls, a.payers, a.revenueAtomic], [2, 1, "2000"], "A did not move");
+    assert.deepEqual([b.calls, b.payers, b.revenueAtomic], [4, 4, "4000"]);
+    assert.ok(ranking.indexOf(b) < ranking.indexOf(a), "B ranks above A");
+  });
+
+  test("paying oneself (payer = the tenant's payTo) is billable but never counted", async () => {
+    await put("rank-self", pricedTenant({ payTo: payer.address }));
+    const url = `${p.url}/t/rank-self/hello`;
+    const c = await challengeOf(url);
+    for (let i = 0; i < 3; i++) assert.equal((await paidCall(url, c)).status, 200);
+    const settled = (await eventsOf("rank-self", 4)).filter((e) => e.stage === "settled");
+    assert.equal(settled.length, 3);
+    assert.ok(settled.every((e) => e.selfDealing && e.billable && e.countable));
+    assert.equal((await rollup("rank-self")).status, 200);
+    assert.equal((await top()).find((e) => e.tenant === "rank-self"), undefined);
+    const series = await getJson(`${p.url}/__platform/usage/rank-self?window=1h`, { headers: analytics });
+    assert.equal(series.json.buckets.reduce((s, x) => s + x.calls, 0), 0);
+  });
+
   test("one caller's contribution is capped per window", async () => {
     await put("rank-c", fn());
     const calls = 70; // the 1h cap is 60 per identity; 24h allows 600
@@ -401,7 +504,7 @@ describe("durability", () => {
     const before = await allEvents("ev-free");
     const ranking = await top();
     await p.dispose();
-    p = await startLocal({ persistDir, extraWorkers: [probeWorker], directSockets: true });
+    p = await platform();
     assert.deepEqual(await allEvents("ev-free"), before);
     assert.deepEqual(
       (await top()).map((e) => [e.tenant, e.calls]),

@@ -17,8 +17,8 @@
 //!
 //! 409 always means "the ledger's current state refuses this" (`payment_in_flight`,
 //! `payment_already_settled`, `payment_already_voided`, `settlement_conflict`,
-//! `insufficient_funds`, `payout_already_posted`, `payout_already_voided`). 422 means an
-//! idempotency key came back with a different request (`payment_key_reused`,
+//! `transaction_already_recorded`, `insufficient_funds`, `payout_already_posted`,
+//! `payout_already_voided`). 422 means an idempotency key came back with a different request (`payment_key_reused`,
 //! `idempotency_key_reused`) or totals would overflow (`amount_overflow`). There is no
 //! `idempotency_key_in_flight`: the object is single-threaded and each operation runs
 //! synchronously in one atomic step after its body is read, so a second delivery always

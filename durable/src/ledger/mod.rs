@@ -42,6 +42,7 @@ mod tests;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 
+pub use payments::SweepReport;
 pub use read::{AuditReport, DayEarnings, Earnings, EntryPage};
 
 /// Basis points in one whole.
@@ -61,6 +62,23 @@ pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_DAYS: u32 = 366;
 pub const DEFAULT_DAYS: u32 = 30;
 pub const DAY_MS: i64 = 86_400_000;
+/// A reservation still `reserved` this long after it was made is voided by the sweep
+/// ([`Ledger::sweep_expired`], run by the object's alarm) with reason
+/// [`EXPIRED_REASON`]. A paid call holds its reservation for at most the facilitator's
+/// verify and settle timeouts plus the dispatcher's deadline for the tenant (5 minutes),
+/// so 15 minutes only ever catches calls whose dispatcher died mid-call.
+pub const RESERVATION_TTL_MS: i64 = 15 * 60 * 1_000;
+/// Void reason the sweep records.
+pub const EXPIRED_REASON: &str = "reservation_expired";
+/// Reservations voided per sweep at most (the alarm runs again at once if more are due).
+pub const SWEEP_BATCH: u32 = 200;
+/// A local (development verifier) settlement's `txRef` is this prefix plus the payment's
+/// fingerprint: never a transaction hash, and unique per signed payment.
+pub const LOCAL_TX_PREFIX: &str = "local:";
+
+/// The last object [`SCHEMA`] creates: when it exists, the whole schema does. A schema
+/// change must create a new marker last and name it here.
+const SCHEMA_MARKER: &str = "ledger_payments_tx";
 
 /// The tables, created on open. Entries are only ever inserted (the code has no UPDATE or
 /// DELETE on `ledger_entries`).
@@ -102,6 +120,9 @@ pub const SCHEMA: &[&str] = &[
         reserved_seq INTEGER NOT NULL,
         last_seq INTEGER NOT NULL
     )",
+    // The sweep finds expired reservations; settle finds a transaction hash already used.
+    "CREATE INDEX IF NOT EXISTS ledger_payments_reserved ON ledger_payments (reserved_at_ms)
+        WHERE state = 'reserved'",
     "CREATE TABLE IF NOT EXISTS ledger_payouts (
         payout_id TEXT PRIMARY KEY,
         idempotency_key TEXT NOT NULL UNIQUE,
@@ -143,6 +164,9 @@ pub const SCHEMA: &[&str] = &[
         net TEXT NOT NULL,
         count INTEGER NOT NULL
     )",
+    // Last: the marker Ledger::open looks for.
+    "CREATE INDEX IF NOT EXISTS ledger_payments_tx ON ledger_payments (tx_ref)
+        WHERE tx_ref IS NOT NULL",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -164,6 +188,10 @@ pub enum LedgerError {
     PaymentKeyReused,
     #[error("the payment was already settled differently ({0})")]
     SettlementConflict(&'static str),
+    /// An on-chain transaction settles one payment: a second payment claiming the same
+    /// transaction hash is refused (a facilitator bug or a lie, never a real settlement).
+    #[error("transaction {0} already settled another payment")]
+    TransactionAlreadyRecorded(String),
     #[error("no payout {0:?}")]
     PayoutNotFound(String),
     #[error("the idempotency key was already used with a different request")]
@@ -193,6 +221,7 @@ impl LedgerError {
             LedgerError::PaymentAlreadyVoided => "payment_already_voided",
             LedgerError::PaymentKeyReused => "payment_key_reused",
             LedgerError::SettlementConflict(_) => "settlement_conflict",
+            LedgerError::TransactionAlreadyRecorded(_) => "transaction_already_recorded",
             LedgerError::PayoutNotFound(_) => "payout_not_found",
             LedgerError::IdempotencyKeyReused => "idempotency_key_reused",
             LedgerError::InsufficientFunds { .. } => "insufficient_funds",
@@ -212,6 +241,7 @@ impl LedgerError {
             | LedgerError::PaymentAlreadySettled
             | LedgerError::PaymentAlreadyVoided
             | LedgerError::SettlementConflict(_)
+            | LedgerError::TransactionAlreadyRecorded(_)
             | LedgerError::InsufficientFunds { .. }
             | LedgerError::PayoutAlreadyPosted
             | LedgerError::PayoutAlreadyVoided => 409,
@@ -231,6 +261,7 @@ impl LedgerError {
             LedgerError::PaymentAlreadyVoided => "Payment already voided",
             LedgerError::PaymentKeyReused => "Payment key reused",
             LedgerError::SettlementConflict(_) => "Settlement conflict",
+            LedgerError::TransactionAlreadyRecorded(_) => "Transaction already recorded",
             LedgerError::PayoutNotFound(_) => "Payout not found",
             LedgerError::IdempotencyKeyReused => "Idempotency key reused",
             LedgerError::InsufficientFunds { .. } => "Insufficient funds",
@@ -822,10 +853,20 @@ pub struct Ledger<'s, S: SqlStore> {
 }
 
 impl<'s, S: SqlStore> Ledger<'s, S> {
-    /// Opens the ledger, creating its tables on first use.
+    /// Opens the ledger, creating its tables on first use. One lookup when the schema is
+    /// in place (the object opens the ledger on every request), else the whole [`SCHEMA`]
+    /// (idempotent: `IF NOT EXISTS`).
     pub fn open(store: &'s mut S) -> Result<Self, LedgerError> {
-        for stmt in SCHEMA {
-            store.exec(stmt, &[])?;
+        let ready = store
+            .query_opt(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                &[SCHEMA_MARKER.into()],
+            )?
+            .is_some();
+        if !ready {
+            for stmt in SCHEMA {
+                store.exec(stmt, &[])?;
+            }
         }
         Ok(Ledger { store })
     }

@@ -3,7 +3,8 @@
 use super::{
     add, check_now, check_positive, check_text, check_token, corrupt, dec, inc, split_fee, sub,
     Applied, Balances, EntryKind, Ledger, LedgerEntry, LedgerError, Payment, PaymentState,
-    Settlement, DAY_MS, MAX_FINGERPRINT_LEN, MAX_KEY_LEN, MAX_REASON_LEN, MAX_TX_REF_LEN,
+    Settlement, DAY_MS, EXPIRED_REASON, LOCAL_TX_PREFIX, MAX_FINGERPRINT_LEN, MAX_KEY_LEN,
+    MAX_REASON_LEN, MAX_TX_REF_LEN,
 };
 use super::{amount_at, amount_sql, append, count_at, count_sql};
 use super::{opt_amount_at, opt_bool_at, opt_bps_at, opt_network_at, opt_string_at};
@@ -212,6 +213,7 @@ fn settle_in<S: SqlStore>(
         PaymentState::Voided => return Err(LedgerError::PaymentAlreadyVoided),
         PaymentState::Reserved => {}
     }
+    check_tx_ref(s, key, &p, n)?;
     let (fee, net) = split_fee(p.gross, n.fee_bps)?;
 
     let mut b = Balances::load(s)?;
@@ -263,6 +265,98 @@ fn settle_in<S: SqlStore>(
         record: reload(s, key)?,
         replayed: false,
     })
+}
+
+/// A settlement's reference must identify it alone. A local settlement's is
+/// `local:<the payment's fingerprint>` (unique per signed payment by construction); an
+/// on-chain one is a transaction hash that no other payment of this ledger settled with,
+/// and never starts with `local:`, so the two kinds cannot be confused.
+fn check_tx_ref<S: SqlStore>(
+    s: &mut S,
+    key: &str,
+    p: &Payment,
+    n: &Normalized<'_>,
+) -> Result<(), LedgerError> {
+    let local_ref = n.tx_ref.starts_with(LOCAL_TX_PREFIX);
+    if n.local_settlement {
+        if n.tx_ref.strip_prefix(LOCAL_TX_PREFIX) != Some(p.fingerprint.as_str()) {
+            return Err(super::invalid(
+                "txRef",
+                "a local settlement's txRef must be local:<the payment's fingerprint>",
+            ));
+        }
+        return Ok(());
+    }
+    if local_ref {
+        return Err(super::invalid(
+            "txRef",
+            "the local: prefix is reserved for local settlements",
+        ));
+    }
+    let other = s.query_opt(
+        "SELECT payment_key FROM ledger_payments WHERE tx_ref = ? AND payment_key <> ? LIMIT 1",
+        &[n.tx_ref.into(), key.into()],
+    )?;
+    match other {
+        Some(_) => Err(LedgerError::TransactionAlreadyRecorded(n.tx_ref.to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Reservations voided by this sweep.
+    pub voided: u64,
+    /// When the oldest reservation still open falls due (its `reserved_at_ms + ttl_ms`),
+    /// or `None` when no payment is reserved: when to run the next sweep.
+    pub next_due_ms: Option<i64>,
+}
+
+impl<S: SqlStore> Ledger<'_, S> {
+    /// Voids, oldest first and at most `max`, every payment still reserved at or before
+    /// `now_ms - ttl_ms`, with reason [`EXPIRED_REASON`]: a dispatcher that died between
+    /// reserve and settle/void must not leave the payment pending forever. All of one
+    /// sweep's voids land together or not at all.
+    pub fn sweep_expired(
+        &mut self,
+        now_ms: i64,
+        ttl_ms: i64,
+        max: u32,
+    ) -> Result<SweepReport, LedgerError> {
+        check_now(now_ms)?;
+        if !(0..=now_ms).contains(&ttl_ms) {
+            return Err(super::invalid("ttlMs", "must be 0 to now"));
+        }
+        let cutoff = now_ms - ttl_ms;
+        let voided = self.store.atomically(&mut |s| {
+            let rows = s.exec(
+                "SELECT payment_key FROM ledger_payments
+                 WHERE state = 'reserved' AND reserved_at_ms <= ?
+                 ORDER BY reserved_at_ms, payment_key LIMIT ?",
+                &[checked_int(cutoff)?, max.into()],
+            )?;
+            let mut voided = 0u64;
+            for row in &rows {
+                let key = row.text(0)?.to_owned();
+                let applied = void_in(s, &key, EXPIRED_REASON, now_ms)?;
+                debug_assert!(!applied.replayed);
+                voided = inc(voided)?;
+            }
+            Ok::<u64, LedgerError>(voided)
+        })?;
+        let oldest = self
+            .store
+            .query_one(
+                "SELECT MIN(reserved_at_ms) FROM ledger_payments WHERE state = 'reserved'",
+                &[],
+            )?
+            .opt_int(0)?;
+        Ok(SweepReport {
+            voided,
+            next_due_ms: oldest.map(|at| at.saturating_add(ttl_ms)),
+        })
+    }
 }
 
 /// Adds one settlement to its UTC day bucket (`day` = days since the epoch).

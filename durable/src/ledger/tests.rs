@@ -209,7 +209,7 @@ fn settlement_references_are_recorded_and_payer_normalized() {
     l.reserve("k", "fp", 10_000, T0).unwrap();
     let upper = "0xABCDEFABCDEFABCDEFABCDEFABCDEFABCDEFABCD";
     let s = Settlement {
-        tx_ref: "local-7",
+        tx_ref: "local:fp",
         network: Network::Base,
         payer: upper,
         local_settlement: true,
@@ -227,7 +227,7 @@ fn settlement_references_are_recorded_and_payer_normalized() {
     assert_eq!(settled.kind, EntryKind::PaymentSettled);
     assert_eq!(settled.local_settlement, Some(true));
     assert_eq!(settled.network, Some(Network::Base));
-    assert_eq!(settled.tx_ref.as_deref(), Some("local-7"));
+    assert_eq!(settled.tx_ref.as_deref(), Some("local:fp"));
     let e = l.earnings(1).unwrap();
     assert_eq!((e.local_net, e.local_count, e.net), (9_000, 1, 9_000));
 }
@@ -1070,6 +1070,20 @@ impl Model {
         self.net - self.pending - self.posted
     }
 
+    /// A settlement's reference: on chain `0xtx<n>` (shared between payments on purpose,
+    /// to exercise the one-payment-per-transaction rule); local `local:<fingerprint>`.
+    fn tx_ref(&self, key: &str, tx: u8, local: bool) -> String {
+        if local {
+            let fp = self
+                .payments
+                .get(key)
+                .map_or("none", |p| p.fingerprint.as_str());
+            format!("local:{fp}")
+        } else {
+            format!("0xtx{tx}")
+        }
+    }
+
     fn payout_id(&self, which: u8) -> String {
         let i = usize::from(which) % (self.payouts.len() + 1);
         match self.payouts.get(i) {
@@ -1129,7 +1143,12 @@ impl Model {
                 bps,
             } => {
                 let key = format!("pay-{key}");
-                let wanted = (format!("0xtx{tx}"), payer(*who).to_owned(), *local, *bps);
+                let tx_ref = self.tx_ref(&key, *tx, *local);
+                let wanted = (tx_ref.clone(), payer(*who).to_owned(), *local, *bps);
+                let reused = !*local
+                    && self.payments.iter().any(|(k, p)| {
+                        *k != key && p.settled.as_ref().is_some_and(|s| s.0 == tx_ref)
+                    });
                 let Some(p) = self.payments.get_mut(&key) else {
                     return Failed("payment_not_found");
                 };
@@ -1146,6 +1165,9 @@ impl Model {
                     }
                     PaymentState::Settled => return Failed("settlement_conflict"),
                     PaymentState::Reserved => {}
+                }
+                if reused {
+                    return Failed("transaction_already_recorded");
                 }
                 let fee = model_fee(p.gross, *bps);
                 let net = p.gross - fee;
@@ -1314,7 +1336,7 @@ fn run<S: SqlStore>(l: &mut Ledger<'_, S>, m: &Model, op: &Op, now: i64) -> Outc
             local,
             bps,
         } => {
-            let tx = format!("0xtx{tx}");
+            let tx = m.tx_ref(&format!("pay-{key}"), *tx, *local);
             let s = Settlement {
                 tx_ref: &tx,
                 network: Network::BaseSepolia,
@@ -1451,5 +1473,221 @@ proptest! {
             }
             check_all(&mut db, &m, page)?;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One payment per transaction; local references
+
+#[test]
+fn a_transaction_hash_settles_one_payment_only() {
+    let mut db = MemSql::new();
+    let mut l = Ledger::open(&mut db).unwrap();
+    l.reserve("k1", "fp1", 1_000, T0).unwrap();
+    l.reserve("k2", "fp2", 1_000, T0).unwrap();
+    l.settle("k1", &settlement("0xaaa", 500), T0).unwrap();
+    // Another payment claiming the same transaction: refused, nothing written.
+    let last = l.entries(0, 10).unwrap().next_cursor;
+    assert_eq!(
+        code(l.settle("k2", &settlement("0xaaa", 500), T0)),
+        "transaction_already_recorded"
+    );
+    assert_eq!(l.entries(0, 10).unwrap().next_cursor, last);
+    assert_eq!(
+        l.payment("k2").unwrap().unwrap().state,
+        PaymentState::Reserved
+    );
+    // The original settlement replays; k2 can still settle with its own transaction.
+    assert!(
+        l.settle("k1", &settlement("0xaaa", 500), T0)
+            .unwrap()
+            .replayed
+    );
+    l.settle("k2", &settlement("0xbbb", 500), T0).unwrap();
+    let err = LedgerError::TransactionAlreadyRecorded("0xaaa".into());
+    assert_eq!(
+        (err.status(), err.code()),
+        (409, "transaction_already_recorded")
+    );
+    l.audit().unwrap();
+}
+
+#[test]
+fn local_settlements_are_keyed_by_the_payment_fingerprint() {
+    let mut db = MemSql::new();
+    let mut l = Ledger::open(&mut db).unwrap();
+    l.reserve("k1", "fpA", 1_000, T0).unwrap();
+    l.reserve("k2", "fpB", 1_000, T0).unwrap();
+    let local = |tx: &'static str| Settlement {
+        tx_ref: tx,
+        network: Network::BaseSepolia,
+        payer: PAYER_A,
+        local_settlement: true,
+        fee_bps: 1_000,
+    };
+    // A local settlement must carry its own payment's fingerprint ...
+    assert_eq!(
+        code(l.settle("k1", &local("local:fpB"), T0)),
+        "invalid_field"
+    );
+    assert_eq!(code(l.settle("k1", &local("0xabc"), T0)), "invalid_field");
+    // ... and an on-chain one must not look local.
+    assert_eq!(
+        code(l.settle("k1", &settlement("local:fpA", 0), T0)),
+        "invalid_field"
+    );
+    let p = l.settle("k1", &local("local:fpA"), T0).unwrap().record;
+    assert_eq!(p.local_settlement, Some(true));
+    l.settle("k2", &local("local:fpB"), T0).unwrap();
+    l.audit().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// The reservation sweep
+
+#[test]
+fn the_sweep_voids_only_expired_reservations() {
+    let ttl = RESERVATION_TTL_MS;
+    let mut db = MemSql::new();
+    let mut l = Ledger::open(&mut db).unwrap();
+    let empty = l.sweep_expired(T0, ttl, SWEEP_BATCH).unwrap();
+    assert_eq!(
+        empty,
+        SweepReport {
+            voided: 0,
+            next_due_ms: None
+        }
+    );
+
+    l.reserve("old", "fp", 100, T0).unwrap();
+    l.reserve("settled", "fp", 100, T0).unwrap();
+    l.settle("settled", &settlement("0xs", 0), T0).unwrap();
+    l.reserve("young", "fp", 100, T0 + 60_000).unwrap();
+
+    // Not yet due: nothing happens, and the next sweep is when "old" falls due.
+    let r = l.sweep_expired(T0 + ttl - 1, ttl, SWEEP_BATCH).unwrap();
+    assert_eq!(
+        r,
+        SweepReport {
+            voided: 0,
+            next_due_ms: Some(T0 + ttl)
+        }
+    );
+
+    let r = l.sweep_expired(T0 + ttl, ttl, SWEEP_BATCH).unwrap();
+    assert_eq!(
+        r,
+        SweepReport {
+            voided: 1,
+            next_due_ms: Some(T0 + 60_000 + ttl)
+        }
+    );
+    let old = l.payment("old").unwrap().unwrap();
+    assert_eq!(old.state, PaymentState::Voided);
+    assert_eq!(old.void_reason.as_deref(), Some(EXPIRED_REASON));
+    assert_eq!(
+        l.payment("settled").unwrap().unwrap().state,
+        PaymentState::Settled
+    );
+    assert_eq!(
+        l.payment("young").unwrap().unwrap().state,
+        PaymentState::Reserved
+    );
+    // A late settle of a swept payment is refused: it can never count twice.
+    assert_eq!(
+        code(l.settle("old", &settlement("0xlate", 0), T0)),
+        "payment_already_voided"
+    );
+    let e = l.earnings(1).unwrap();
+    assert_eq!((e.pending, e.pending_count, e.voided_count), (100, 1, 1));
+    l.audit().unwrap();
+
+    assert_eq!(code(l.sweep_expired(T0, -1, 10)), "invalid_field");
+}
+
+#[test]
+fn the_sweep_works_in_batches_and_is_atomic() {
+    let (mut db, fault) = Faulty::new();
+    let mut l = Ledger::open(&mut db).unwrap();
+    for i in 0..5 {
+        l.reserve(&format!("k{i}"), "fp", 10, T0 + i).unwrap();
+    }
+    let later = T0 + RESERVATION_TTL_MS + 10;
+    let r = l.sweep_expired(later, RESERVATION_TTL_MS, 2).unwrap();
+    // Two voided, the rest already due: the alarm runs again at once.
+    assert_eq!(r.voided, 2);
+    assert_eq!(r.next_due_ms, Some(T0 + 2 + RESERVATION_TTL_MS));
+    assert_eq!(
+        l.payment("k0").unwrap().unwrap().state,
+        PaymentState::Voided
+    );
+    assert_eq!(
+        l.payment("k2").unwrap().unwrap().state,
+        PaymentState::Reserved
+    );
+
+    // A crash mid-sweep leaves nothing half voided.
+    let before = snapshot(&mut db);
+    let mut l = Ledger::open(&mut db).unwrap();
+    fault.tripped.set(false);
+    fault.countdown.set(Some(5));
+    assert_eq!(
+        code(l.sweep_expired(later, RESERVATION_TTL_MS, 10)),
+        "internal_error"
+    );
+    fault.countdown.set(None);
+    assert!(fault.tripped.get());
+
+    assert_eq!(snapshot(&mut db), before);
+
+    let mut l = Ledger::open(&mut db).unwrap();
+    let r = l.sweep_expired(later, RESERVATION_TTL_MS, 10).unwrap();
+    assert_eq!(
+        r,
+        SweepReport {
+            voided: 3,
+            next_due_ms: None
+        }
+    );
+    l.audit().unwrap();
+}
+
+proptest! {
+    /// Whatever mix of reservations, settlements and ages: a sweep voids exactly the
+    /// reservations at or past the TTL, touches nothing else, and the books still audit.
+    #[test]
+    fn sweeping_voids_exactly_the_expired(
+        ages in proptest::collection::vec((0i64..(2 * RESERVATION_TTL_MS), any::<bool>()), 1..40),
+    ) {
+        let mut db = MemSql::new();
+        let mut l = Ledger::open(&mut db).unwrap();
+        let now = T0 + 2 * RESERVATION_TTL_MS;
+        for (i, (age, settle)) in ages.iter().enumerate() {
+            let key = format!("k{i}");
+            l.reserve(&key, "fp", 7, now - age).unwrap();
+            if *settle {
+                l.settle(&key, &settlement(&format!("0x{i}"), 100), now - age).unwrap();
+            }
+        }
+        let r = l.sweep_expired(now, RESERVATION_TTL_MS, SWEEP_BATCH).unwrap();
+        let mut expired = 0u64;
+        let mut oldest_open: Option<i64> = None;
+        for (i, (age, settle)) in ages.iter().enumerate() {
+            let p = l.payment(&format!("k{i}")).unwrap().unwrap();
+            let want = if *settle {
+                PaymentState::Settled
+            } else if *age >= RESERVATION_TTL_MS {
+                expired += 1;
+                PaymentState::Voided
+            } else {
+                let at = now - age;
+                oldest_open = Some(oldest_open.map_or(at, |o| o.min(at)));
+                PaymentState::Reserved
+            };
+            prop_assert_eq!(p.state, want);
+        }
+        prop_assert_eq!(r.voided, expired);
+        prop_assert_eq!(r.next_due_ms, oldest_open.map(|o| o + RESERVATION_TTL_MS));
+        l.audit().unwrap();
     }
 }

@@ -1,0 +1,191 @@
+// A stand-in for an x402 facilitator, on loopback, speaking the real wire format:
+//   POST /verify  {x402Version, paymentPayload, paymentRequirements} -> {isValid, invalidReason?, payer}
+//   POST /settle  same body -> {success, transaction, network, payer, errorReason?}
+//   GET  /supported -> {kinds: [{x402Version, scheme, network}]}
+// It checks payments for real (EIP-712 signature recovered with viem's verifyTypedData,
+// recipient, exact amount, network, asset, validity window) and remembers used nonces, as a
+// chain would. Scriptable, so tests can make it fail in every way a real one can:
+//   verify: "valid" (real checks) | "invalid" | "500" | "timeout" | "garbage"
+//   settle: "success" (real checks, fresh tx hash) | "fail" (success:false) | "500" |
+//           "timeout" | "garbage" | "same-tx" (always the same tx hash, a lying facilitator)
+// Modes are set in-process (setMode) or over HTTP (POST /__control {verify, settle});
+// every call is recorded (calls, or GET /__calls).
+//
+// Standalone: node tests/fakes/x402_facilitator.mjs [port]
+
+import http from "node:http";
+import crypto from "node:crypto";
+import { verifyTypedData, getAddress } from "viem";
+
+const CHAIN_IDS = { "base-sepolia": 84532, "eip155:84532": 84532, base: 8453, "eip155:8453": 8453 };
+const VALID_BEFORE_MARGIN_S = 6;
+const TYPES = {
+  TransferWithAuthorization: [
+    { name: "from", type: "address" },
+    { name: "to", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "validAfter", type: "uint256" },
+    { name: "validBefore", type: "uint256" },
+    { name: "nonce", type: "bytes32" },
+  ],
+};
+
+const same = (a, b) => typeof a === "string" && typeof b === "string" && a.toLowerCase() === b.toLowerCase();
+
+/// The reference facilitator's exact-EVM checks, for real. Returns {isValid, invalidReason, payer}.
+export async function checkPayment(body, nowS = Math.floor(Date.now() / 1000)) {
+  const { x402Version, paymentPayload: p, paymentRequirements: r } = body ?? {};
+  const a = p?.payload?.authorization;
+  const payer = a?.from;
+  const no = (invalidReason) => ({ isValid: false, invalidReason, payer });
+  if (!p || !r || !a || typeof p.payload.signature !== "string") return no("invalid_payload");
+  if (x402Version !== p.x402Version) return no("invalid_x402_version");
+  const scheme = x402Version === 2 ? p.accepted?.scheme : p.scheme;
+  const network = x402Version === 2 ? p.accepted?.network : p.network;
+  if (scheme !== "exact" || r.scheme !== "exact") return no("unsupported_scheme");
+  if (network !== r.network || !(network in CHAIN_IDS)) return no("invalid_network");
+  const amount = x402Version === 2 ? r.amount : r.maxAmountRequired;
+  if (!same(a.to, r.payTo)) return no("invalid_exact_evm_payload_recipient_mismatch");
+  if (String(a.value) !== String(amount)) return no("invalid_exact_evm_payload_authorization_value");
+  if (Number(a.validAfter) > nowS) return no("invalid_exact_evm_payload_authorization_valid_after");
+  if (Number(a.validBefore) <= nowS + VALID_BEFORE_MARGIN_S) {
+    return no("invalid_exact_evm_payload_authorization_valid_before");
+  }
+  let ok = false;
+  try {
+    ok = await verifyTypedData({
+      address: getAddress(a.from),
+      domain: {
+        name: r.extra?.name,
+        version: r.extra?.version,
+        chainId: CHAIN_IDS[network],
+        verifyingContract: getAddress(r.asset),
+      },
+      types: TYPES,
+      primaryType: "TransferWithAuthorization",
+      message: {
+        from: getAddress(a.from),
+        to: getAddress(a.to),
+        value: BigInt(a.value),
+        validAfter: BigInt(a.validAfter),
+        validBefore: BigInt(a.validBefore),
+        nonce: a.nonce,
+      },
+      signature: p.payload.signature,
+    });
+  } catch {
+    ok = false;
+  }
+  if (!ok) return no("invalid_exact_evm_payload_signature");
+  return { isValid: true, payer: getAddress(a.from) };
+}
+
+export async function startFacilitator({ host = "127.0.0.1", port = 0, hangMs = 60_000 } = {}) {
+  const state = { verify: "valid", settle: "success" };
+  const calls = [];
+  const usedNonces = new Set();
+  const hanging = new Set();
+  const sameTx = "0x" + "ab".repeat(32);
+
+  const send = (res, status, value, raw = false) => {
+    const text = raw ? value : JSON.stringify(value);
+    res.writeHead(status, { "content-type": raw ? "text/html" : "application/json" });
+    res.end(text);
+  };
+  const hang = (res) => {
+    const t = setTimeout(() => send(res, 504, { error: "too late" }), hangMs);
+    hanging.add(t);
+    res.on("close", () => {
+      clearTimeout(t);
+      hanging.delete(t);
+    });
+  };
+
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const text = Buffer.concat(chunks).toString("utf8");
+    let body = null;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {}
+    const path = new URL(req.url, "http://x").pathname;
+    if (path === "/__control" && req.method === "POST") {
+      Object.assign(state, body ?? {});
+      return send(res, 200, state);
+    }
+    if (path === "/__calls") return send(res, 200, calls);
+    if (path === "/supported" && req.method === "GET") {
+      const kinds = [];
+      for (const network of ["base-sepolia", "base"]) kinds.push({ x402Version: 1, scheme: "exact", network });
+      for (const network of ["eip155:84532", "eip155:8453"]) kinds.push({ x402Version: 2, scheme: "exact", network });
+      return send(res, 200, { kinds });
+    }
+    if (req.method !== "POST" || (path !== "/verify" && path !== "/settle")) {
+      return send(res, 404, { error: "not found" });
+    }
+    calls.push({ path, body, mode: path === "/verify" ? state.verify : state.settle, at: Date.now() });
+    const version = body?.x402Version;
+    const network = body?.paymentRequirements?.network;
+    if (path === "/verify") {
+      switch (state.verify) {
+        case "invalid":
+          return send(res, 200, { isValid: false, invalidReason: "scripted_invalid", payer: body?.paymentPayload?.payload?.authorization?.from });
+        case "500":
+          return send(res, 500, { error: "internal" });
+        case "timeout":
+          return hang(res);
+        case "garbage":
+          return send(res, 200, "<html>502 Bad Gateway</html>", true);
+        default:
+          return send(res, 200, await checkPayment(body));
+      }
+    }
+    switch (state.settle) {
+      case "fail":
+        return send(res, 200, { success: false, errorReason: "insufficient_funds", transaction: "", network, payer: body?.paymentPayload?.payload?.authorization?.from });
+      case "500":
+        return send(res, 500, { error: "internal" });
+      case "timeout":
+        return hang(res);
+      case "garbage":
+        return send(res, 200, "{\"success\": tru", true);
+      default: {
+        const v = await checkPayment(body);
+        if (!v.isValid) return send(res, 200, { success: false, errorReason: v.invalidReason, transaction: "", network, payer: v.payer });
+        const a = body.paymentPayload.payload.authorization;
+        const nonceKey = `${network}:${body.paymentRequirements.asset}:${a.from}:${a.nonce}`.toLowerCase();
+        if (usedNonces.has(nonceKey)) {
+          return send(res, 200, { success: false, errorReason: "invalid_exact_evm_payload_authorization_nonce_used", transaction: "", network, payer: v.payer });
+        }
+        usedNonces.add(nonceKey);
+        const transaction = state.settle === "same-tx" ? sameTx : "0x" + crypto.randomBytes(32).toString("hex");
+        return send(res, 200, { success: true, transaction, network, payer: v.payer, x402Version: version });
+      }
+    }
+  });
+  await new Promise((resolve) => server.listen(port, host, resolve));
+  const addr = server.address();
+  return {
+    url: `http://${host}:${addr.port}`,
+    calls,
+    setMode(m) {
+      Object.assign(state, m);
+    },
+    reset() {
+      state.verify = "valid";
+      state.settle = "success";
+      calls.length = 0;
+    },
+    close() {
+      for (const t of hanging) clearTimeout(t);
+      server.closeAllConnections?.();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const f = await startFacilitator({ port: Number(process.argv[2] ?? 4020) });
+  console.log(`x402 facilitator stand-in on ${f.url} (POST /__control {"verify","settle"} to script it)`);
+}
