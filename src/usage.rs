@@ -365,10 +365,25 @@ pub fn salt(usage_salt: Option<&str>, admin_token: Option<&str>) -> Option<Salt>
     Some(Salt::DerivedFromAdminToken(h.finalize().to_vec()))
 }
 
-/// `USAGE_EVENTS_ENABLED`: anything but `false` (the default) records events. Off is for
-/// measuring what recording costs (`scripts/bench-usage`), never for production.
-pub fn enabled(var: Option<&str>) -> bool {
-    !var.is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
+/// What `USAGE_EVENTS_ENABLED` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// Anything but the values below, and unset: events are recorded (the default).
+    On,
+    /// `false`: no event is made.
+    Off,
+    /// `build-only`: each event is made, then dropped, never sent.
+    BuildOnly,
+}
+
+/// `USAGE_EVENTS_ENABLED`. `false` and `build-only` exist to measure what recording costs
+/// on the call itself and off it (`scripts/bench-usage`), never for production.
+pub fn recording(var: Option<&str>) -> Recording {
+    match var.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("false") => Recording::Off,
+        Some(v) if v.eq_ignore_ascii_case("build-only") => Recording::BuildOnly,
+        _ => Recording::On,
+    }
 }
 
 /// The subrequest count from the local namespace emulator's `x-wfp-emulator-subrequests`
@@ -721,9 +736,10 @@ mod tests {
 
     #[test]
     fn switches_and_emulator_header() {
-        assert!(enabled(None));
-        assert!(enabled(Some("true")));
-        assert!(!enabled(Some(" FALSE ")));
+        assert_eq!(recording(None), Recording::On);
+        assert_eq!(recording(Some("true")), Recording::On);
+        assert_eq!(recording(Some(" FALSE ")), Recording::Off);
+        assert_eq!(recording(Some("build-only")), Recording::BuildOnly);
         assert_eq!(emulator_subrequests(r#"{"total":3,"denied":1}"#), Some(3));
         assert_eq!(emulator_subrequests("3"), None);
         assert_eq!(emulator_subrequests(r#"{"total":-1}"#), None);

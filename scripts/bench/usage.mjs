@@ -7,7 +7,10 @@
 //       one event per request (what the dispatcher sends per call) and batches of 100,
 //       then the stored count checked against the acknowledged inserts;
 // 2. added latency of recording on the hot path: the same free call with
-//    USAGE_EVENTS_ENABLED=false vs on (the default), at 1 connection and under load (hey);
+//    USAGE_EVENTS_ENABLED=false, =build-only (the event is made on the call's path, then
+//    dropped: the call's own cost) and on (the default: also the delivery, which runs in
+//    waitUntil after the answer but, locally, in the same process as the events object's
+//    writes), at 1 connection and under load (hey);
 // 3. rank error of the trending windows vs an exact count over the same event stream: a
 //    random stream (popular and quiet tenants, whales past the per-payer cap, self-dealing,
 //    challenges/429s/errors, times spread past the windows' edges) goes into the tenants'
@@ -315,6 +318,7 @@ const platforms = [];
 try {
   for (const [name, vars] of [
     ["recording off (USAGE_EVENTS_ENABLED=false)", { USAGE_EVENTS_ENABLED: "false" }],
+    ["event built, not sent (build-only)", { USAGE_EVENTS_ENABLED: "build-only" }],
     ["recording on (default)", {}],
   ]) {
     const q = await startLocal({ persistDir: null, directSockets: true, vars });
@@ -331,7 +335,7 @@ try {
     cases.push({ name: `${name}, 1 connection`, u, c: 1, runs: [] });
     cases.push({ name: `${name}, ${connections} connections`, u, c: connections, runs: [] });
   }
-  const order = [cases[0], cases[2], cases[1], cases[3]]; // off/on alternate
+  const order = [cases[0], cases[2], cases[4], cases[1], cases[3], cases[5]]; // alternate
   for (let r = 0; r < rounds; r++) for (const c of order) c.runs.push(load(c.u, { seconds, connections: c.c, headers }));
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const med = (c) => ({
@@ -341,14 +345,19 @@ try {
     requests: c.runs.reduce((a, x) => a + x.requests, 0),
     errors: c.runs.reduce((a, x) => a + x.errors, 0),
   });
-  console.log(`\n2. free call through the dispatcher, recording off vs on: ${rounds} alternating rounds of ${seconds}s each, medians\n`);
+  console.log(`\n2. free call through the dispatcher, recording off vs event built only vs on: ${rounds} alternating rounds of ${seconds}s each, medians (hey reports latency to 0.1 ms)\n`);
   console.log(HEADER);
   for (const c of cases) console.log(row(c.name, med(c)));
-  const [off1, offN, on1, onN] = cases.map(med);
-  console.log(`\nadded by recording, 1 connection: p50 +${(on1.p50Ms - off1.p50Ms).toFixed(2)} ms, p99 +${(on1.p99Ms - off1.p99Ms).toFixed(2)} ms`);
-  console.log(
-    `added by recording, ${connections} connections: p50 +${(onN.p50Ms - offN.p50Ms).toFixed(2)} ms, p99 +${(onN.p99Ms - offN.p99Ms).toFixed(2)} ms, throughput ${(((onN.rps - offN.rps) / offN.rps) * 100).toFixed(1)}%`,
-  );
+  const [off1, offN, built1, builtN, on1, onN] = cases.map(med);
+  const diff = (a, b, label) =>
+    console.log(
+      `${label}: p50 +${(b.p50Ms - a.p50Ms).toFixed(3)} ms, p99 +${(b.p99Ms - a.p99Ms).toFixed(3)} ms, throughput ${(((b.rps - a.rps) / a.rps) * 100).toFixed(1)}%`,
+    );
+  console.log("");
+  diff(off1, built1, "on the call's path (event built, not sent), 1 connection");
+  diff(offN, builtN, `on the call's path (event built, not sent), ${connections} connections`);
+  diff(off1, on1, "recording on, all included, 1 connection");
+  diff(offN, onN, `recording on, all included, ${connections} connections`);
   console.log("(locally the events objects run in the same workerd process as the dispatcher, so their writes take CPU from the calls measured; on Cloudflare they run elsewhere and the call only pays for building the event and handing it to waitUntil)");
 } finally {
   for (const { q } of platforms) await q.dispose();

@@ -67,7 +67,8 @@ pub const PLATFORM_EVENTS_PUBLIC: &str = "PLATFORM_EVENTS_PUBLIC";
 /// Secret (at least 16 bytes): the salt of the caller and payer hashes in usage events.
 /// Unset: derived from `PLATFORM_ADMIN_TOKEN` (logged loudly); neither: no events.
 pub const USAGE_SALT: &str = "USAGE_SALT";
-/// `false` turns usage events off (for measuring their cost only). Default: on.
+/// `false` turns usage events off, `build-only` makes each event and drops it (both for
+/// measuring what recording costs, never for production). Default: on.
 pub const USAGE_EVENTS_ENABLED: &str = "USAGE_EVENTS_ENABLED";
 /// Local runtime only: `true` takes a call's subrequest count from the namespace
 /// emulator's `x-wfp-emulator-subrequests` answer header. Never in production, where a

@@ -33,7 +33,7 @@ use super::respond;
 use crate::ratelimit::HEADER_CONNECTING_IP;
 use crate::ratelimit::{applies, identify, Admission, CallerHeaders, Refusal, RefusalReason};
 use crate::usage::outbox::{Outbox, Step};
-use crate::usage::{emulator_subrequests, enabled, salt, CallRecord, Salt};
+use crate::usage::{emulator_subrequests, recording, salt, CallRecord, Recording, Salt};
 use crate::x402::{HEADER_PAYMENT_SIGNATURE, HEADER_X_PAYMENT};
 
 /// The events object's internal route (the host is never resolved).
@@ -68,12 +68,15 @@ pub struct Usage {
     record: CallRecord,
     /// None: events are off (`USAGE_EVENTS_ENABLED=false`) or no salt can be had.
     salt: Option<Salt>,
+    /// `USAGE_EVENTS_ENABLED=build-only` (benchmarks): make the event, do not send it.
+    build_only: bool,
     subrequests_from_emulator: bool,
 }
 
 impl Usage {
     /// Starts the record of a call to `config`'s tenant; `rest` is the path it sees.
     pub fn start(req: &Request, env: &Env, config: &TenantConfig, rest: &str) -> Usage {
+        let mode = recording(bindings::var(env, USAGE_EVENTS_ENABLED).as_deref());
         let mut record = CallRecord::new(config, rest, respond::now_ms());
         // The limiter reports the caller when it runs; otherwise identify it the same way.
         if !applies(config) {
@@ -82,7 +85,8 @@ impl Usage {
         Usage {
             id: random_uuid(),
             record,
-            salt: salt_for(env),
+            salt: salt_for(env, mode),
+            build_only: mode == Recording::BuildOnly,
             subrequests_from_emulator: bindings::var(env, SUBREQUESTS_FROM_EMULATOR).as_deref()
                 == Some("true"),
         }
@@ -146,6 +150,10 @@ impl Usage {
             respond::now_ms(),
             salt.bytes(),
         );
+        if self.build_only {
+            drop(std::hint::black_box(event));
+            return response;
+        }
         ctx.wait_until(deliver(env.clone(), event));
         response
     }
@@ -192,8 +200,8 @@ fn caller_key(req: &Request, config: &TenantConfig) -> String {
 
 /// The caller salt, if events are on and one can be had; logs (once per isolate) when the
 /// fallback is in use or events are lost for want of any secret.
-fn salt_for(env: &Env) -> Option<Salt> {
-    if !enabled(bindings::var(env, USAGE_EVENTS_ENABLED).as_deref()) {
+fn salt_for(env: &Env, mode: Recording) -> Option<Salt> {
+    if mode == Recording::Off {
         return None;
     }
     let s = salt(
