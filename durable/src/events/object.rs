@@ -16,17 +16,16 @@
 //! The alarm runs the retention sweep, expires trending buckets and rolls the tenant's
 //! trending counts up to the global `Trending` object.
 
-use wasm_bindgen::JsValue;
 use worker::{
     console_error, durable_object, DurableObject, Env, Headers, Method, Request, RequestInit,
-    Response, Result, ScheduledTime, State,
+    Response, Result, State,
 };
 
 use super::{
     earliest, EventQuery, EventStore, EventsConfig, UsageEvent, DEFAULT_PAGE, EXPIRE_BATCH,
     MAX_BATCH_BYTES, MAX_PAGE, SWEEP_BATCH,
 };
-use crate::http::{json, now_ms, problem};
+use crate::http::{at_ms, json, now_ms, problem, read_body};
 use crate::problem::Problem;
 use crate::sql_do::DoSql;
 use crate::store::MAX_SAFE_INTEGER;
@@ -123,7 +122,7 @@ impl DurableObject for UsageEvents {
                 .map_err(|e| to_worker(e.into()))?
         };
         if let Some(at) = earliest(next, retry) {
-            self.state.storage().set_alarm(at_time(at)).await?;
+            self.state.storage().set_alarm(at_ms(at)).await?;
         }
         Response::empty()
     }
@@ -144,7 +143,7 @@ impl UsageEvents {
         let storage = self.state.storage();
         let current = storage.get_alarm().await?;
         if current.is_none_or(|c| c > wanted) {
-            storage.set_alarm(at_time(wanted)).await?;
+            storage.set_alarm(at_ms(wanted)).await?;
         }
         Ok(())
     }
@@ -200,7 +199,7 @@ impl UsageEvents {
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
-            .with_body(Some(JsValue::from_str(&body)));
+            .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
         let req = Request::new_with_init("https://trending.internal/rollup", &init)?;
         let stub = self
             .env
@@ -218,35 +217,8 @@ impl UsageEvents {
     }
 }
 
-fn at_time(ms: i64) -> ScheduledTime {
-    ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(ms as f64)))
-}
-
 fn to_worker(p: Problem) -> worker::Error {
     worker::Error::RustError(p.to_json())
-}
-
-/// Reads a body of at most `limit` bytes.
-pub(crate) async fn read_body(
-    req: &mut Request,
-    limit: usize,
-) -> Result<std::result::Result<Vec<u8>, Problem>> {
-    let too_large = || {
-        Problem::new(413, "body_too_large", "Request body too large")
-            .detail(format!("at most {limit} bytes"))
-    };
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Ok(Err(too_large()));
-    }
-    let body = req.bytes().await?;
-    if body.len() > limit {
-        return Ok(Err(too_large()));
-    }
-    Ok(Ok(body))
 }
 
 /// The sync part of the alarm: retention sweep, trending expiry, and the rollup to send.

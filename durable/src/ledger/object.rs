@@ -10,15 +10,11 @@
 
 use std::cell::Cell;
 
-use worker::js_sys;
-use worker::wasm_bindgen::JsValue;
-use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, Result, ScheduledTime, State,
-};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
-use super::api::{body_too_large, handle, MAX_BODY_BYTES};
+use super::api::{handle, MAX_BODY_BYTES};
 use super::{Ledger, RESERVATION_TTL_MS, SWEEP_BATCH};
-use crate::http::{json, now_ms, problem};
+use crate::http::{at_ms, ensure_alarm, json, now_ms, problem, read_body};
 use crate::sql_do::DoSql;
 
 #[durable_object]
@@ -26,36 +22,6 @@ pub struct TenantLedger {
     state: State,
     /// This instance already knows a sweep alarm is pending (re-learned after eviction).
     alarm_known: Cell<bool>,
-}
-
-fn at_ms(ms: i64) -> ScheduledTime {
-    // Below 2^53: an f64 carries it exactly.
-    ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(ms as f64)))
-}
-
-impl TenantLedger {
-    /// Makes sure a sweep alarm is pending, due when a reservation made now expires (an
-    /// earlier pending alarm re-arms itself for later reservations). Failing here must not
-    /// fail the reservation: the next one tries again.
-    async fn ensure_sweep(&self, now: i64) {
-        if self.alarm_known.get() {
-            return;
-        }
-        let storage = self.state.storage();
-        let armed = match storage.get_alarm().await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => {
-                storage
-                    .set_alarm(at_ms(now.saturating_add(RESERVATION_TTL_MS)))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match armed {
-            Ok(()) => self.alarm_known.set(true),
-            Err(e) => worker::console_error!("ledger: sweep alarm not set: {e}"),
-        }
-    }
 }
 
 impl DurableObject for TenantLedger {
@@ -83,15 +49,10 @@ impl DurableObject for TenantLedger {
             .collect();
         let method = req.method();
         let body = if method == Method::Post {
-            // Refuse an announced oversized body without reading it.
-            let announced = req
-                .headers()
-                .get("content-length")?
-                .and_then(|v| v.parse::<usize>().ok());
-            if announced.is_some_and(|n| n > MAX_BODY_BYTES) {
-                return problem(&body_too_large());
+            match read_body(&mut req, MAX_BODY_BYTES).await? {
+                Ok(body) => body,
+                Err(p) => return problem(&p),
             }
-            req.bytes().await?
         } else {
             Vec::new()
         };
@@ -103,7 +64,15 @@ impl DurableObject for TenantLedger {
         match outcome {
             Ok((status, value)) => {
                 if status == 201 && segs.as_slice() == ["payments", "reserve"] {
-                    self.ensure_sweep(now).await;
+                    // Due when a reservation made now expires; a pending earlier alarm re-arms
+                    // itself for later reservations.
+                    ensure_alarm(
+                        &self.state,
+                        &self.alarm_known,
+                        now.saturating_add(RESERVATION_TTL_MS),
+                        "ledger sweep",
+                    )
+                    .await;
                 }
                 json(status, &value)
             }

@@ -13,14 +13,10 @@
 
 use std::cell::Cell;
 
-use worker::js_sys;
-use worker::wasm_bindgen::JsValue;
-use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, Result, ScheduledTime, State,
-};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
 use super::{cleanup_alarm_ms, handle_check, Limiter, PRUNE_GRACE_MS};
-use crate::http::{json, now_ms, problem};
+use crate::http::{at_ms, ensure_alarm, json, now_ms, problem};
 use crate::problem::Problem;
 use crate::sql_do::DoSql;
 
@@ -29,35 +25,6 @@ pub struct RateLimiter {
     state: State,
     /// This instance already knows a cleanup alarm is pending (re-learned after eviction).
     alarm_known: Cell<bool>,
-}
-
-fn at_ms(ms: i64) -> ScheduledTime {
-    // Below 2^53: an f64 carries it exactly.
-    ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(ms as f64)))
-}
-
-impl RateLimiter {
-    /// Makes sure a cleanup alarm is pending. Failing here must not fail the request: the
-    /// admission is already stored, and the next admission tries again.
-    async fn ensure_cleanup(&self, latest_tat_ms: i64) {
-        if self.alarm_known.get() {
-            return;
-        }
-        let storage = self.state.storage();
-        let armed = match storage.get_alarm().await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => {
-                storage
-                    .set_alarm(at_ms(cleanup_alarm_ms(latest_tat_ms)))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match armed {
-            Ok(()) => self.alarm_known.set(true),
-            Err(e) => worker::console_error!("limiter: cleanup alarm not set: {e}"),
-        }
-    }
 }
 
 impl DurableObject for RateLimiter {
@@ -94,7 +61,13 @@ impl DurableObject for RateLimiter {
                     // `reset_after_ms` is rounded up, so this is at or after the stored TAT.
                     let latest = i64::try_from(decision.reset_after_ms)
                         .map_or(i64::MAX, |reset| now.saturating_add(reset));
-                    self.ensure_cleanup(latest).await;
+                    ensure_alarm(
+                        &self.state,
+                        &self.alarm_known,
+                        cleanup_alarm_ms(latest),
+                        "limiter cleanup",
+                    )
+                    .await;
                 }
                 json(200, &decision)
             }

@@ -8,14 +8,10 @@
 //!
 //! The alarm sweeps expired rows, hourly while any tenant row is left.
 
-use wasm_bindgen::JsValue;
-use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, Result, ScheduledTime, State,
-};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
 use super::{Rollup, Window, DEFAULT_TOP, MAX_TOP};
-use crate::events::object::read_body;
-use crate::http::{json, now_ms, problem};
+use crate::http::{at_ms, json, now_ms, problem, read_body};
 use crate::problem::Problem;
 use crate::sql_do::DoSql;
 use crate::tenant::validate_slug;
@@ -59,7 +55,7 @@ impl DurableObject for Trending {
                 if wrote {
                     let storage = self.state.storage();
                     if storage.get_alarm().await?.is_none() {
-                        storage.set_alarm(at_time(now + SWEEP_INTERVAL_MS)).await?;
+                        storage.set_alarm(at_ms(now + SWEEP_INTERVAL_MS)).await?;
                     }
                 }
                 json(status, &value)
@@ -83,14 +79,10 @@ impl DurableObject for Trending {
             }
         };
         if let Some(at) = next {
-            self.state.storage().set_alarm(at_time(at)).await?;
+            self.state.storage().set_alarm(at_ms(at)).await?;
         }
         Response::empty()
     }
-}
-
-fn at_time(ms: i64) -> ScheduledTime {
-    ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(ms as f64)))
 }
 
 fn to_worker(e: super::TrendError) -> worker::Error {
