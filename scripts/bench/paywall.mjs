@@ -3,7 +3,7 @@
 // 1. paid call (local verification: EIP-712 recovery in the Worker, ledger reserve + settle)
 //    vs a free call to the same tenant Worker (demo-fn) through the dispatcher, side by side:
 //    p50/p99 and throughput from a keep-alive node load loop with N concurrent workers.
-//    Each payment is single use, so wrk cannot replay one: payments are pre-signed (viem).
+//    Each payment is single use, so a load tool cannot replay one: payments are pre-signed (viem).
 // 2. settled entries per second one tenant ledger sustains (reserve + settle pairs sent
 //    straight to the ledger object through Miniflare's Durable Object stub);
 // 3. ledger pages per second read by the payout job's reader (GET .../entries, sequential).

@@ -58,8 +58,8 @@ try {
   const direct = `${up.url}/v1/json`;
   const uncached = `${dispatcher}/t/bench-px/json`;
   const cached = `${dispatcher}/t/bench-px-cached/json`;
-  const load = `${dispatcher}/t/bench-px-ttl/json?load=1`;
-  for (const u of [direct, uncached, cached, load]) {
+  const repeated = `${dispatcher}/t/bench-px-ttl/json?load=1`;
+  for (const u of [direct, uncached, cached, repeated]) {
     const r = await fetch(u);
     if (r.status !== 200) throw new Error(`${u}: ${r.status} ${await r.text()}`);
   }
@@ -84,7 +84,7 @@ try {
   table("under load", connections);
 
   const before = await up.total();
-  const d = load(load, { seconds, connections });
+  const d = load(repeated, { seconds, connections });
   const upstreamCalls = (await up.total()) - before;
   console.log(`\nrepeated GET of one URL, ${connections} connections, ${seconds}s\n`);
   console.log(HEADER);
