@@ -2,10 +2,10 @@
 
 use claw_durable::problem::Problem;
 use claw_durable::tenant::{TenantConfig, MAX_CONFIG_BYTES};
-use futures::StreamExt;
 use worker::{Env, Method, Request, Response};
 
 use super::bindings::{self, PLATFORM_ADMIN_TOKEN};
+use super::body::read_bounded;
 use super::registry_client;
 use crate::auth::bearer_matches;
 use crate::proxy::{validate_secret_scope, validate_upstream};
@@ -60,7 +60,7 @@ pub async fn handle(
         );
     }
     let body = if matches!(method, Method::Put) {
-        let body = read_config_body(&mut req).await?;
+        let body = read_bounded(&mut req, MAX_CONFIG_BYTES, "a tenant config").await?;
         check_proxy_upstream(&req, env, &body, segments.get(1).copied().unwrap_or(""))?;
         Some(body)
     } else {
@@ -93,34 +93,4 @@ fn check_proxy_upstream(req: &Request, env: &Env, body: &[u8], slug: &str) -> Re
     let host = req.headers().get("host").ok().flatten();
     validate_upstream(proxy, &super::proxy::ssrf_policy(env, host.as_deref()))?;
     validate_secret_scope(&config.slug, proxy)
-}
-
-/// Reads a config body, refusing more than [`MAX_CONFIG_BYTES`] before and after reading.
-async fn read_config_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
-    let too_large = || {
-        Problem::new(413, "body_too_large", "Request body too large").detail(format!(
-            "a tenant config is at most {MAX_CONFIG_BYTES} bytes"
-        ))
-    };
-    let declared = req.headers().get("content-length").ok().flatten();
-    if declared
-        .and_then(|l| l.parse::<usize>().ok())
-        .is_some_and(|l| l > MAX_CONFIG_BYTES)
-    {
-        return Err(too_large());
-    }
-    // Read as a stream, so a chunked body without a length cannot grow past the limit.
-    let Ok(mut stream) = req.stream() else {
-        return Ok(Vec::new());
-    };
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|_| Problem::new(400, "invalid_body", "Request body could not be read"))?;
-        if body.len() + chunk.len() > MAX_CONFIG_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

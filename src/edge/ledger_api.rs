@@ -6,11 +6,11 @@
 use claw_durable::problem::Problem;
 use claw_durable::registry::TenantPage;
 use futures::future::join_all;
-use futures::StreamExt;
 use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response};
 
 use super::bindings::{self, PLATFORM_OPERATOR_TOKEN, PLATFORM_PAYOUT_TOKEN};
+use super::body::read_bounded;
 use super::ledger_client::{self, to_response};
 use super::{registry_client, respond};
 use crate::auth::bearer_matches;
@@ -64,7 +64,7 @@ pub async fn handle(
                     .flatten()
                     .as_deref(),
             )?;
-            let body = read_body(&mut req).await?;
+            let body = read_bounded(&mut req, MAX_PAYOUT_BODY_BYTES, "a payout request").await?;
             let forwarded = payout_request(&body, &key)?;
             ask(env, &slug, Method::Post, "/payouts".into(), Some(forwarded)).await
         }
@@ -77,7 +77,7 @@ pub async fn handle(
             } else {
                 "void"
             };
-            let body = read_body(&mut req).await?;
+            let body = read_bounded(&mut req, MAX_PAYOUT_BODY_BYTES, "a payout request").await?;
             let json: Value = serde_json::from_slice(&body).map_err(|e| {
                 Problem::new(400, "invalid_body", "Invalid request body").detail(e.to_string())
             })?;
@@ -172,25 +172,4 @@ async fn all_earnings(env: &Env, query: Option<&str>) -> Result<Response, Proble
         out["nextCursor"] = Value::String(next);
     }
     respond::json(200, &out)
-}
-
-/// Reads a small JSON body, refusing more than [`MAX_PAYOUT_BODY_BYTES`].
-async fn read_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
-    let too_large = || {
-        Problem::new(413, "body_too_large", "Request body too large")
-            .detail(format!("at most {MAX_PAYOUT_BODY_BYTES} bytes"))
-    };
-    let Ok(mut stream) = req.stream() else {
-        return Ok(Vec::new());
-    };
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|_| Problem::new(400, "invalid_body", "Request body could not be read"))?;
-        if body.len() + chunk.len() > MAX_PAYOUT_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

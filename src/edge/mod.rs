@@ -5,6 +5,7 @@
 
 mod admin;
 mod bindings;
+mod body;
 mod dispatch;
 mod egress;
 mod facilitator;

@@ -20,7 +20,6 @@ use std::rc::Rc;
 use claw_durable::problem::{Problem, CONTENT_TYPE};
 use claw_durable::tenant::validate_slug;
 use claw_durable::trending::MAX_TOP;
-use futures::StreamExt;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
 
@@ -28,6 +27,7 @@ use super::bindings::{
     self, PLATFORM_ADMIN_TOKEN, PLATFORM_ANALYTICS_TOKEN, PLATFORM_EVENTS_PUBLIC, TRENDING,
     USAGE_EVENTS,
 };
+use super::body::read_bounded;
 use super::{registry_client, respond};
 use crate::auth::bearer_matches;
 use crate::config_cache::{ConfigCache, Lookup};
@@ -155,7 +155,8 @@ pub async fn handle(
                 }
                 (["retention"], Method::Put) => {
                     existing_tenant(env, slug).await?;
-                    let body = small_body(&mut req).await?;
+                    let body =
+                        read_bounded(&mut req, MAX_RETENTION_BODY, "a retention setting").await?;
                     let answer =
                         events_object(env, slug, Method::Put, "/config", Some(body)).await?;
                     Ok(relay(answer, "no-store").await)
@@ -268,33 +269,4 @@ async fn relay(mut answer: Response, cache_control: &str) -> Response {
         .with_status(status)
         .with_headers(headers)
         .fixed(body)
-}
-
-/// A body of at most [`MAX_RETENTION_BODY`] bytes.
-async fn small_body(req: &mut Request) -> Result<Vec<u8>, Problem> {
-    let too_large = || {
-        Problem::new(413, "body_too_large", "Request body too large")
-            .detail(format!("at most {MAX_RETENTION_BODY} bytes"))
-    };
-    let declared = req.headers().get("content-length").ok().flatten();
-    if declared
-        .and_then(|l| l.parse::<usize>().ok())
-        .is_some_and(|l| l > MAX_RETENTION_BODY)
-    {
-        return Err(too_large());
-    }
-    // Read as a stream, so a chunked body without a length cannot grow past the limit.
-    let Ok(mut stream) = req.stream() else {
-        return Ok(Vec::new());
-    };
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|_| Problem::new(400, "invalid_body", "Request body could not be read"))?;
-        if body.len() + chunk.len() > MAX_RETENTION_BODY {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
