@@ -4,12 +4,14 @@
 //! reached and the tenant fails closed) or let the call through with its RateLimit fields.
 
 use std::cell::Cell;
+use std::time::Duration;
 
 use claw_durable::limiter::Decision;
 use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
+use futures::future::{select, Either};
 use worker::wasm_bindgen::JsValue;
-use worker::{Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Delay, Env, Headers, Method, Request, RequestInit, Response};
 
 use super::bindings::RATE_LIMITER;
 use super::respond;
@@ -130,10 +132,20 @@ fn with_headers(mut response: Response, headers: &[(&'static str, String)]) -> R
     response.with_headers(copy)
 }
 
+/// A limiter object that has not answered by then counts as unreachable, and the tenant's
+/// failure mode decides. An admission it stores late costs that caller one unit; it can never
+/// admit more than the policy.
+const LIMITER_TIMEOUT_MS: u64 = 2_000;
+
 /// Asks one limiter object; a failure is logged and reported as
 /// [`Checked::Failed`] for the tenant's failure mode to decide.
 async fn ask(env: &Env, check: &Check, slug: &str, which: &str) -> Checked {
-    match fetch_decision(env, check).await {
+    let deadline = Delay::from(Duration::from_millis(LIMITER_TIMEOUT_MS));
+    let outcome = match select(Box::pin(fetch_decision(env, check)), deadline).await {
+        Either::Left((decided, _)) => decided,
+        Either::Right(_) => Err(format!("no answer within {LIMITER_TIMEOUT_MS} ms")),
+    };
+    match outcome {
         Ok(d) => Checked::Decided(d),
         Err(e) => {
             worker::console_error!("rate limiter unavailable ({which} limit of {slug}): {e}");
