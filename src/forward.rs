@@ -1,17 +1,7 @@
 //! Which headers cross the platform in each direction.
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) never cross a proxy.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+use claw_durable::tenant::HOP_BY_HOP_HEADERS as HOP_BY_HOP;
 
 /// Headers the platform consumes or asserts itself. A caller's copy is dropped so a tenant
 /// can trust any `x-claw-*` header it receives to come from the platform.

@@ -477,8 +477,9 @@ fn default_max_response_bytes() -> u32 {
     5 * 1024 * 1024
 }
 
-/// Headers an operator may not inject: hop-by-hop, framing, routing, and the platform's own.
-const NOT_INJECTABLE: &[&str] = &[
+/// Hop-by-hop headers (RFC 9110 7.6.1): they never cross a proxy. The dispatcher's forwarding
+/// rules and the injectable-header check both use this one list.
+pub const HOP_BY_HOP_HEADERS: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -488,6 +489,11 @@ const NOT_INJECTABLE: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+];
+
+/// Headers an operator may not inject besides the hop-by-hop ones: framing, routing, and the
+/// platform's own.
+const NOT_INJECTABLE: &[&str] = &[
     "host",
     "content-length",
     "content-encoding",
@@ -563,7 +569,10 @@ impl ProxyConfig {
                 ));
             }
             let lower = h.name.to_ascii_lowercase();
-            if NOT_INJECTABLE.contains(&lower.as_str()) || lower.starts_with("x-claw-") {
+            if HOP_BY_HOP_HEADERS.contains(&lower.as_str())
+                || NOT_INJECTABLE.contains(&lower.as_str())
+                || lower.starts_with("x-claw-")
+            {
                 return Err(Problem::invalid_field(
                     "proxy.injectHeaders.name",
                     format!("{:?} is managed by the platform or the runtime", h.name),

@@ -4,9 +4,11 @@
 
 use claw_durable::problem::Problem;
 use serde_json::Value;
-use worker::{Env, Headers, Method, Request, RequestInit};
+use worker::wasm_bindgen::JsValue;
+use worker::{Env, Method};
 
 use super::bindings::LEDGER;
+use super::objects;
 
 /// What the ledger object answered: its status and JSON (a record, or a problem).
 #[derive(Debug)]
@@ -42,16 +44,13 @@ pub async fn call(
         .id_from_name(slug)
         .and_then(|id| id.get_stub())
         .map_err(|e| Unreachable(format!("ledger stub: {e}")))?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    if let Some(body) = body {
-        let headers = Headers::new();
-        let _ = headers.set("content-type", "application/json");
-        init.with_headers(headers);
-        init.with_body(Some(body.to_string().into()));
-    }
-    let req = Request::new_with_init(&format!("https://ledger.internal{path_and_query}"), &init)
-        .map_err(|e| Unreachable(format!("ledger request: {e}")))?;
+    let body = body.map(|b| JsValue::from(b.to_string()));
+    let req = objects::request(
+        &format!("https://ledger.internal{path_and_query}"),
+        method,
+        body,
+    )
+    .map_err(|e| Unreachable(format!("ledger request: {e}")))?;
     let mut resp = stub
         .fetch_with_request(req)
         .await

@@ -11,9 +11,10 @@ use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
 use futures::future::{select, Either};
 use worker::wasm_bindgen::JsValue;
-use worker::{Delay, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Delay, Env, Headers, Method, Request, Response};
 
 use super::bindings::RATE_LIMITER;
+use super::objects;
 use super::respond;
 use crate::ratelimit::{
     applies, identify, plan, unavailable, Admission, CallerHeaders, Check, Checked, Refusal,
@@ -53,23 +54,7 @@ pub async fn check(req: &Request, env: &Env, config: &TenantConfig) -> Result<Ad
     if !applies(config) {
         return Ok(Admission::default());
     }
-    let headers = req.headers();
-    let get = |name: &str| headers.get(name).ok().flatten();
-    let (x_payment, payment_signature, connecting_ip) = (
-        get(HEADER_X_PAYMENT),
-        get(HEADER_PAYMENT_SIGNATURE),
-        get(HEADER_CONNECTING_IP),
-    );
-    let api_key = config.api_key_header.as_deref().and_then(get);
-    let caller_key = identify(
-        config,
-        &CallerHeaders {
-            x_payment: x_payment.as_deref(),
-            payment_signature: payment_signature.as_deref(),
-            api_key: api_key.as_deref(),
-            connecting_ip: connecting_ip.as_deref(),
-        },
-    );
+    let caller_key = caller_key(req, config);
     let plan = match plan(config, caller_key.clone(), next_shard_seq()) {
         Ok(Some(p)) => p,
         Ok(None) => return Ok(Admission::default()),
@@ -132,6 +117,28 @@ fn with_headers(mut response: Response, headers: &[(&'static str, String)]) -> R
     response.with_headers(copy)
 }
 
+/// Who the caller is for `config`'s limits (`crate::ratelimit::identify`): read from the
+/// payment, API key and connecting-IP headers.
+pub fn caller_key(req: &Request, config: &TenantConfig) -> String {
+    let headers = req.headers();
+    let get = |name: &str| headers.get(name).ok().flatten();
+    let (x_payment, payment_signature, connecting_ip) = (
+        get(HEADER_X_PAYMENT),
+        get(HEADER_PAYMENT_SIGNATURE),
+        get(HEADER_CONNECTING_IP),
+    );
+    let api_key = config.api_key_header.as_deref().and_then(get);
+    identify(
+        config,
+        &CallerHeaders {
+            x_payment: x_payment.as_deref(),
+            payment_signature: payment_signature.as_deref(),
+            api_key: api_key.as_deref(),
+            connecting_ip: connecting_ip.as_deref(),
+        },
+    )
+}
+
 /// A limiter object that has not answered by then counts as unreachable, and the tenant's
 /// failure mode decides. An admission it stores late costs that caller one unit; it can never
 /// admit more than the policy.
@@ -163,14 +170,8 @@ async fn fetch_decision(env: &Env, check: &Check) -> Result<Decision, String> {
         .and_then(|id| id.get_stub())
         .map_err(|e| format!("stub: {e}"))?;
     let body = serde_json::to_string(&check.request).map_err(|e| e.to_string())?;
-    let headers = Headers::new();
-    // A constant, valid header: setting it cannot fail.
-    let _ = headers.set("content-type", "application/json");
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body)));
-    let req = Request::new_with_init(CHECK_URL, &init).map_err(|e| format!("request: {e}"))?;
+    let req = objects::request(CHECK_URL, Method::Post, Some(JsValue::from_str(&body)))
+        .map_err(|e| format!("request: {e}"))?;
     let mut resp = stub
         .fetch_with_request(req)
         .await

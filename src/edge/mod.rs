@@ -12,6 +12,7 @@ mod facilitator;
 mod ledger_api;
 mod ledger_client;
 mod limit;
+mod objects;
 mod paywall;
 mod proxy;
 mod registry_client;

@@ -206,15 +206,11 @@ async fn paid_call(
 /// The 402 with the requirements: v1 JSON body and v2 `PAYMENT-REQUIRED` header at once.
 fn challenge(offer: &Offer, refusal: Option<&X402Error>) -> Response {
     let c = offer.challenge(refusal);
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let _ = headers.set("cache-control", "no-store");
+    let mut r = respond::with_body(402, "application/json", c.body_v1.into_bytes());
+    let headers = r.headers_mut();
     let _ = headers.set(HEADER_PAYMENT_REQUIRED, &c.header_v2);
     let _ = headers.set("access-control-expose-headers", EXPOSE_HEADERS);
-    ResponseBuilder::new()
-        .with_status(402)
-        .with_headers(headers)
-        .fixed(c.body_v1.into_bytes())
+    r
 }
 
 /// [`refuse`], reported to the usage record as a failed verification.

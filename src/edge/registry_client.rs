@@ -6,9 +6,10 @@ use std::rc::Rc;
 
 use claw_durable::problem::Problem;
 use claw_durable::registry::TenantRecord;
-use worker::{Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Env, Method, Response};
 
 use super::bindings::REGISTRY;
+use super::objects;
 use crate::config_cache::{ConfigCache, Lookup};
 
 /// The registry is one object: every config behind one strongly consistent store.
@@ -35,18 +36,13 @@ pub async fn call(
         .id_from_name(REGISTRY_OBJECT)
         .and_then(|id| id.get_stub())
         .map_err(unavailable)?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    if let Some(body) = body {
-        let headers = Headers::new();
-        let _ = headers.set("content-type", "application/json");
-        init.with_headers(headers);
-        init.with_body(Some(
-            worker::js_sys::Uint8Array::from(body.as_slice()).into(),
-        ));
-    }
-    let req = Request::new_with_init(&format!("https://registry.internal{path_and_query}"), &init)
-        .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
+    let body = body.map(|b| worker::js_sys::Uint8Array::from(b.as_slice()).into());
+    let req = objects::request(
+        &format!("https://registry.internal{path_and_query}"),
+        method,
+        body,
+    )
+    .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
     stub.fetch_with_request(req).await.map_err(unavailable)
 }
 

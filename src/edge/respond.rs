@@ -4,19 +4,20 @@ use claw_durable::problem::{Problem, CONTENT_TYPE};
 use serde::Serialize;
 use worker::{Headers, Response, ResponseBuilder};
 
-fn with_body(status: u16, content_type: &str, body: String) -> Response {
+/// A platform answer: `body` with its content type, never cached.
+pub fn with_body(status: u16, content_type: &str, body: Vec<u8>) -> Response {
     let headers = Headers::new();
-    // Constant, valid header names and values: setting them cannot fail.
+    // Valid header names and values: setting them cannot fail.
     let _ = headers.set("content-type", content_type);
     let _ = headers.set("cache-control", "no-store");
     ResponseBuilder::new()
         .with_status(status)
         .with_headers(headers)
-        .fixed(body.into_bytes())
+        .fixed(body)
 }
 
 pub fn problem(p: &Problem) -> Response {
-    let mut r = with_body(p.status, CONTENT_TYPE, p.to_json());
+    let mut r = with_body(p.status, CONTENT_TYPE, p.to_json().into_bytes());
     if p.status == 401 {
         let _ = r.headers_mut().set("www-authenticate", "Bearer");
     }
@@ -25,7 +26,7 @@ pub fn problem(p: &Problem) -> Response {
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Problem> {
     let text = serde_json::to_string(body).map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(with_body(status, "application/json", text))
+    Ok(with_body(status, "application/json", text.into_bytes()))
 }
 
 /// Milliseconds since the epoch, from the runtime's clock.

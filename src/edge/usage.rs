@@ -23,18 +23,16 @@ use claw_durable::events::UsageEvent;
 use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
 use worker::wasm_bindgen::prelude::*;
-use worker::{Context, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{Context, Env, Method, Request, Response};
 
 use super::bindings::{
     self, PLATFORM_ADMIN_TOKEN, SUBREQUESTS_FROM_EMULATOR, USAGE_EVENTS, USAGE_EVENTS_ENABLED,
     USAGE_SALT,
 };
-use super::respond;
-use crate::ratelimit::HEADER_CONNECTING_IP;
-use crate::ratelimit::{applies, identify, Admission, CallerHeaders, Refusal, RefusalReason};
+use super::{limit, objects, respond};
+use crate::ratelimit::{applies, Admission, Refusal, RefusalReason};
 use crate::usage::outbox::{Outbox, Step};
 use crate::usage::{emulator_subrequests, recording, salt, CallRecord, Recording, Salt};
-use crate::x402::{HEADER_PAYMENT_SIGNATURE, HEADER_X_PAYMENT};
 
 /// The events object's internal route (the host is never resolved).
 const EVENTS_URL: &str = "https://events.internal/events";
@@ -80,7 +78,7 @@ impl Usage {
         let mut record = CallRecord::new(config, rest, respond::now_ms());
         // The limiter reports the caller when it runs; otherwise identify it the same way.
         if !applies(config) {
-            record.caller(&caller_key(req, config));
+            record.caller(&limit::caller_key(req, config));
         }
         Usage {
             id: random_uuid(),
@@ -171,31 +169,10 @@ pub fn refuse(
 ) -> Response {
     let mut usage = Usage::start(req, env, config, rest);
     if !usage.record.has_caller() {
-        usage.record.caller(&caller_key(req, config));
+        usage.record.caller(&limit::caller_key(req, config));
     }
     usage.record.problem(&problem.code);
     usage.finish(env, ctx, respond::problem(problem))
-}
-
-/// The caller key the limiter would use (`crate::ratelimit::identify`).
-fn caller_key(req: &Request, config: &TenantConfig) -> String {
-    let headers = req.headers();
-    let get = |name: &str| headers.get(name).ok().flatten();
-    let (x_payment, payment_signature, connecting_ip) = (
-        get(HEADER_X_PAYMENT),
-        get(HEADER_PAYMENT_SIGNATURE),
-        get(HEADER_CONNECTING_IP),
-    );
-    let api_key = config.api_key_header.as_deref().and_then(get);
-    identify(
-        config,
-        &CallerHeaders {
-            x_payment: x_payment.as_deref(),
-            payment_signature: payment_signature.as_deref(),
-            api_key: api_key.as_deref(),
-            connecting_ip: connecting_ip.as_deref(),
-        },
-    )
 }
 
 /// The caller salt, if events are on and one can be had; logs (once per isolate) when the
@@ -298,14 +275,7 @@ async fn post(env: &Env, tenant: &str, body: &str) -> Result<(), Failure> {
         .durable_object(USAGE_EVENTS)
         .and_then(|ns| ns.get_by_name(tenant))
         .map_err(|e| Failure::Transient(format!("binding {USAGE_EVENTS}: {e}")))?;
-    let headers = Headers::new();
-    // A constant, valid header: setting it cannot fail.
-    let _ = headers.set("content-type", "application/json");
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(body)));
-    let req = Request::new_with_init(EVENTS_URL, &init)
+    let req = objects::request(EVENTS_URL, Method::Post, Some(JsValue::from_str(body)))
         .map_err(|e| Failure::Refused(format!("request: {e}")))?;
     let mut resp = stub
         .fetch_with_request(req)

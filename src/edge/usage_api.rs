@@ -21,13 +21,14 @@ use claw_durable::problem::{Problem, CONTENT_TYPE};
 use claw_durable::tenant::validate_slug;
 use claw_durable::trending::MAX_TOP;
 use worker::wasm_bindgen::JsValue;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
+use worker::{Env, Method, Request, Response};
 
 use super::bindings::{
     self, PLATFORM_ADMIN_TOKEN, PLATFORM_ANALYTICS_TOKEN, PLATFORM_EVENTS_PUBLIC, TRENDING,
     USAGE_EVENTS,
 };
 use super::body::read_bounded;
+use super::objects;
 use super::{registry_client, respond};
 use crate::auth::bearer_matches;
 use crate::config_cache::{ConfigCache, Lookup};
@@ -116,7 +117,7 @@ pub async fn handle(
             let q = FeedQuery::parse(query)?;
             existing_tenant(env, &q.tenant).await?;
             let answer = events_object(env, &q.tenant, Method::Get, &q.object_path(), None).await?;
-            Ok(relay(answer, "no-store").await)
+            Ok(relay(answer).await)
         }
         ["trending"] => {
             if !is(Method::Get) {
@@ -140,18 +141,18 @@ pub async fn handle(
                 ([], Method::Get) => {
                     let q = WindowQuery::parse(query)?;
                     let path = format!("/series?tenant={slug}&window={}", q.window.as_str());
-                    Ok(relay(trending_object(env, &path).await?, "no-store").await)
+                    Ok(relay(trending_object(env, &path).await?).await)
                 }
                 (["rollup"], Method::Post) => {
                     existing_tenant(env, slug).await?;
                     let answer = events_object(env, slug, Method::Post, "/rollup", None).await?;
                     TOP.with(|c| *c.borrow_mut() = ConfigCache::default());
-                    Ok(relay(answer, "no-store").await)
+                    Ok(relay(answer).await)
                 }
                 (["retention"], Method::Get) => {
                     existing_tenant(env, slug).await?;
                     let answer = events_object(env, slug, Method::Get, "/config", None).await?;
-                    Ok(relay(answer, "no-store").await)
+                    Ok(relay(answer).await)
                 }
                 (["retention"], Method::Put) => {
                     existing_tenant(env, slug).await?;
@@ -159,7 +160,7 @@ pub async fn handle(
                         read_bounded(&mut req, MAX_RETENTION_BODY, "a retention setting").await?;
                     let answer =
                         events_object(env, slug, Method::Put, "/config", Some(body)).await?;
-                    Ok(relay(answer, "no-store").await)
+                    Ok(relay(answer).await)
                 }
                 ([] | ["rollup"] | ["retention"], _) => Err(method_not_allowed(&method, rest)),
                 _ => Err(not_found()),
@@ -227,25 +228,21 @@ async fn events_object(
         .durable_object(USAGE_EVENTS)
         .and_then(|ns| ns.get_by_name(tenant))
         .map_err(|e| unavailable("usage events", e))?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    if let Some(body) = body {
-        let headers = Headers::new();
-        let _ = headers.set("content-type", "application/json");
-        init.with_headers(headers);
-        init.with_body(Some(JsValue::from(worker::js_sys::Uint8Array::from(
-            body.as_slice(),
-        ))));
-    }
-    let req = Request::new_with_init(&format!("https://events.internal{path_and_query}"), &init)
-        .map_err(|_| Problem::internal("building the events request"))?;
+    let body = body.map(|b| JsValue::from(worker::js_sys::Uint8Array::from(b.as_slice())));
+    let req = objects::request(
+        &format!("https://events.internal{path_and_query}"),
+        method,
+        body,
+    )
+    .map_err(|_| Problem::internal("building the events request"))?;
     stub.fetch_with_request(req)
         .await
         .map_err(|e| unavailable("usage events", e))
 }
 
-/// An object's answer passed on: its status, body and content type (JSON or problem+json).
-async fn relay(mut answer: Response, cache_control: &str) -> Response {
+/// An object's answer passed on: its status, body and content type (JSON or problem+json),
+/// never cached.
+async fn relay(mut answer: Response) -> Response {
     let status = answer.status_code();
     let problem = answer
         .headers()
@@ -257,16 +254,10 @@ async fn relay(mut answer: Response, cache_control: &str) -> Response {
         Ok(b) => b,
         Err(e) => return respond::problem(&unavailable("usage answer", e)),
     };
-    let headers = Headers::new();
     let content_type = if problem {
         CONTENT_TYPE
     } else {
         "application/json"
     };
-    let _ = headers.set("content-type", content_type);
-    let _ = headers.set("cache-control", cache_control);
-    ResponseBuilder::new()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(body)
+    respond::with_body(status, content_type, body)
 }
