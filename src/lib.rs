@@ -1,27 +1,39 @@
 //! The 402claw dispatcher Worker.
 //!
-//! A request flows one way: resolve the tenant ([`route`]), load its config (registry object,
-//! cached by [`config_cache`]), then dispatch to the tenant's Worker in the namespace with
-//! its plan's custom limits. Pure rules live in modules that build natively; the Worker glue
-//! is in `edge`, built only for wasm32.
+//! One room per concern, named with the same noun as its Durable Object in `claw_durable`
+//! where one exists. Each room holds its pure rules (`mod.rs` and siblings, built and tested
+//! natively) beside its thin Worker glue (`edge.rs`; `api.rs` for its platform API routes),
+//! which is built only for wasm32.
+//!
+//! A tenant call flows one way (`call`): [`route`] -> registry (config) -> [`limiter`] ->
+//! [`paywall`] ([`x402`], [`facilitator`], [`ledger`]) -> [`dispatch`] (or [`proxy`]) ->
+//! [`usage`]. The platform API under `/__platform` has one route table ([`platform`]).
+//! [`egress`] is the same build deployed as the namespace's outbound Worker.
 
-pub mod auth;
-pub mod config_cache;
-pub mod forward;
-pub mod ledger_rules;
-pub mod paywall_rules;
+pub mod dispatch;
+pub mod egress;
+pub mod facilitator;
+pub mod http;
+pub mod ledger;
+pub mod limiter;
+pub mod paywall;
+pub mod platform;
 pub mod proxy;
-pub mod ratelimit;
+pub mod registry;
 pub mod route;
 pub mod usage;
 pub mod x402;
 
 #[cfg(target_arch = "wasm32")]
-mod edge;
+mod bindings;
+#[cfg(target_arch = "wasm32")]
+mod call;
+#[cfg(target_arch = "wasm32")]
+mod entry;
 
+/// The Durable Object classes this Worker exports (wrangler.toml names them).
 #[cfg(target_arch = "wasm32")]
 pub use claw_durable::ledger::object::TenantLedger;
-/// The Durable Object classes this Worker exports (wrangler.toml names them).
 #[cfg(target_arch = "wasm32")]
 pub use claw_durable::registry::object::TenantRegistry;
 

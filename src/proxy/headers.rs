@@ -1,4 +1,4 @@
-//! Which headers cross the proxy, in each direction, on top of [`crate::forward`]'s rules.
+//! Which headers cross the proxy, in each direction, on top of [`crate::dispatch`]'s rules.
 //!
 //! Caller -> upstream: everything [`forward_request_header`] forwards (it drops hop-by-hop
 //! headers and those the `Connection` header names, `host`, `x-payment`,
@@ -38,7 +38,7 @@
 use claw_durable::tenant::InjectedHeader;
 use thiserror::Error;
 
-use crate::forward::{forward_request_header, forward_response_header, PLATFORM_HEADER_PREFIX};
+use crate::dispatch::{forward_request_header, forward_response_header, PLATFORM_HEADER_PREFIX};
 
 /// Longest injected header value accepted, in bytes.
 pub const MAX_INJECTED_VALUE_BYTES: usize = 8 * 1024;
@@ -181,7 +181,7 @@ fn valid_header_value(v: &str) -> bool {
 }
 
 /// Whether a caller's request header goes upstream. `connection_tokens` as
-/// [`crate::forward::connection_tokens`] gives them.
+/// [`crate::dispatch::connection_tokens`] gives them.
 pub fn proxy_request_header(
     name: &str,
     connection_tokens: &[String],
@@ -221,7 +221,7 @@ pub fn upstream_request_headers<'h>(
         .map(|(_, v)| *v)
         .collect::<Vec<_>>()
         .join(",");
-    let tokens = crate::forward::connection_tokens(Some(&connection));
+    let tokens = crate::dispatch::connection_tokens(Some(&connection));
     let mut out: Vec<(String, String)> = caller
         .into_iter()
         .filter(|(n, _)| proxy_request_header(n, &tokens, rules))
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn upstream_response_headers() {
         let injected = inj(&["X-Api-Key"]);
-        let conn = crate::forward::connection_tokens(Some("close, X-Upstream-Hop"));
+        let conn = crate::dispatch::connection_tokens(Some("close, X-Upstream-Hop"));
         for keep in [
             "content-type",
             "cache-control",

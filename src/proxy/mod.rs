@@ -18,8 +18,10 @@
 //!
 //! [`egress::egress_decision`] is the outbound Worker's rule for tenants' own fetches.
 
+#[cfg(target_arch = "wasm32")]
+pub mod edge;
+
 pub mod cache;
-pub mod egress;
 pub mod headers;
 pub mod join;
 pub mod methods;

@@ -7,11 +7,11 @@
 //!    `PAYMENT-SIGNATURE` (v2) into a [`PaymentPayload`];
 //! 3. [`check_payment`]: network, asset, recipient, exact amount, validity window, v2
 //!    `accepted` == our offer; yields the ledger's idempotency key and fingerprint;
-//! 4. verification: [`facilitator_request_body`] for `POST /verify`, then
-//!    [`parse_verify_response`] + [`check_verify_response`]; or, in development only,
+//! 4. verification: `crate::facilitator::facilitator_request_body` for `POST /verify`,
+//!    then its `parse_verify_response` + `check_verify_response`; or, in development only,
 //!    [`verify_locally`] (EIP-712 digest + secp256k1 recovery);
-//! 5. settlement: the same request body for `POST /settle`, then [`parse_settle_response`] +
-//!    [`check_settle_response`] (or [`local_settlement`]); the answer carries
+//! 5. settlement: the same request body for `POST /settle`, then the facilitator room's
+//!    `parse_settle_response` + `check_settle_response` (or [`local_settlement`]); the answer carries
 //!    [`payment_response_header`], a failure [`payment_failure_header`].
 //!
 //! Only the `exact` scheme on EVM networks with EIP-3009 tokens (USDC) and 65-byte EOA
@@ -21,7 +21,6 @@ pub mod check;
 pub mod eip712;
 pub mod error;
 pub mod evm;
-pub mod facilitator;
 pub mod identity;
 pub mod offer;
 pub mod payment;
@@ -34,10 +33,6 @@ mod tests;
 
 pub use check::{check_payment, verify_locally, AcceptedPayment, VALID_BEFORE_MARGIN_S};
 pub use error::X402Error;
-pub use facilitator::{
-    check_settle_response, check_verify_response, facilitator_request_body, parse_settle_response,
-    parse_verify_response, SettleResponse, VerifyResponse,
-};
 pub use identity::{idempotency_key, payment_fingerprint};
 pub use offer::{Challenge, Offer};
 pub use payment::{

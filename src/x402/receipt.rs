@@ -16,7 +16,7 @@ use super::offer::to_json;
 use super::{X402Version, HEADER_PAYMENT_RESPONSE, HEADER_X_PAYMENT_RESPONSE};
 
 /// Prefix of a local (not on chain) settlement's transaction.
-pub const LOCAL_TRANSACTION_PREFIX: &str = "local:";
+pub use claw_durable::ledger::LOCAL_TX_PREFIX as LOCAL_TRANSACTION_PREFIX;
 
 /// A settled payment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use super::evm::*;
 use super::offer::tests::{usdc_offer, usdc_price};
 use super::testkit::*;
 use super::*;
+use crate::facilitator::*;
 use claw_durable::tenant::Network;
 
 const NOW_S: u64 = 1_740_672_100;
@@ -824,7 +825,7 @@ fn verify_responses() {
     }
     let huge = format!(
         r#"{{"isValid":false,"invalidReason":"{}"}}"#,
-        "x".repeat(facilitator::MAX_FACILITATOR_RESPONSE_BYTES)
+        "x".repeat(crate::facilitator::MAX_FACILITATOR_RESPONSE_BYTES)
     );
     assert_eq!(ok(huge).unwrap_err().code(), "facilitator_bad_response");
     // Reasons are opaque, bounded and printable.
@@ -835,7 +836,7 @@ fn verify_responses() {
     let r = parse_verify_response(long.as_bytes()).unwrap();
     assert_eq!(
         r.invalid_reason.unwrap().len(),
-        facilitator::MAX_REASON_CHARS
+        crate::facilitator::wire::MAX_REASON_CHARS
     );
 }
 

@@ -31,10 +31,10 @@ use crate::problem::Problem;
 use crate::store::{checked_int, Row, SqlStore, SqlValue, StoreError, MAX_SAFE_INTEGER};
 use crate::tenant::{parse_atomic_amount, Network};
 
-pub mod api;
 mod payments;
 mod payouts;
 mod read;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! The tenant ledger Durable Object: one instance per tenant (named by the tenant slug).
 //!
-//! Internal routes are answered by [`super::api::handle`] (see there for shapes and codes);
+//! Internal routes are answered by [`super::wire::handle`] (see there for shapes and codes);
 //! this glue reads the request, the clock and the body, and writes the response. The core
 //! call is synchronous, so operations on one ledger never interleave.
 //!
@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
-use super::api::{handle, MAX_BODY_BYTES};
+use super::wire::{handle, MAX_BODY_BYTES};
 use super::{Ledger, RESERVATION_TTL_MS, SWEEP_BATCH};
 use crate::http::{at_ms, ensure_alarm, json, now_ms, problem, read_body};
 use crate::sql_do::DoSql;

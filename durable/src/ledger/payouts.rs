@@ -4,7 +4,7 @@
 //! amount, destination) returns the original payout, whatever its state now; with a
 //! different request it is `idempotency_key_reused`. Each create runs as one synchronous
 //! atomic step inside a single-threaded object, so no create is ever observed half done:
-//! there is no "in flight" state for a key (see `api` for what 409 means on payouts).
+//! there is no "in flight" state for a key (see `wire` for what 409 means on payouts).
 
 use super::{
     add, check_now, check_positive, check_text, check_token, corrupt, dec, inc, sub, Applied,

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use super::api::handle;
+use super::wire::handle;
 use super::*;
 use crate::memsql::MemSql;
 use crate::store::{Row, SqlStore, SqlValue, StoreError};

@@ -1,0 +1,69 @@
+//! The Worker's entry point: a routing table. Nothing here may panic or let a JS exception
+//! escape: every failure becomes a problem+json response (`crate::http::respond::problem`).
+//!
+//! | request | room |
+//! |---|---|
+//! | this deployment is the outbound Worker (`WORKER_ROLE=outbound`) | `crate::egress` |
+//! | `/__platform/...` on any host | `crate::platform` (one route table) |
+//! | `/t/{slug}/...` or `{slug}.{PLATFORM_DOMAIN}` | `crate::call` (limit, paywall, dispatch, usage) |
+//! | `/` | the service index |
+
+use claw_durable::problem::Problem;
+use claw_durable::registry::TenantStatus;
+use worker::{event, Context, Env, Request, Response, Result};
+
+use crate::bindings::{self, PLATFORM_DOMAIN, ROLE_OUTBOUND, WORKER_ROLE};
+use crate::http::respond;
+use crate::registry::edge as registry;
+use crate::route::{resolve, Target};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    // The same Worker, deployed as the dispatch namespace's outbound Worker.
+    if bindings::var(&env, WORKER_ROLE).as_deref() == Some(ROLE_OUTBOUND) {
+        return Ok(crate::egress::edge::handle(req, &env).await);
+    }
+    let outcome = handle(req, &env, &ctx).await;
+    Ok(outcome.unwrap_or_else(|p| respond::problem(&p)))
+}
+
+async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Problem> {
+    let url = req
+        .url()
+        .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
+    let host = req
+        .headers()
+        .get("host")
+        .ok()
+        .flatten()
+        .or_else(|| url.host_str().map(str::to_owned));
+    let platform_domain = bindings::var(env, PLATFORM_DOMAIN).unwrap_or_default();
+    match resolve(host.as_deref().unwrap_or(""), url.path(), &platform_domain)? {
+        Target::Platform { rest } => {
+            crate::platform::edge::handle(req, env, &rest, url.query()).await
+        }
+        Target::Index => respond::json(
+            200,
+            &serde_json::json!({
+                "service": "402claw edge",
+                "tenants": "/t/{slug}/... or {slug}.<platform domain>",
+            }),
+        ),
+        Target::Tenant { slug, rest } => {
+            let record = registry::existing(env, &slug).await?;
+            if record.status == TenantStatus::Suspended {
+                let p = Problem::new(403, "tenant_suspended", "Tenant suspended")
+                    .detail(format!("tenant {slug:?} is suspended"));
+                return Ok(crate::usage::edge::refuse(
+                    &req,
+                    env,
+                    ctx,
+                    &record.config,
+                    &rest,
+                    &p,
+                ));
+            }
+            crate::call::serve(req, env, ctx, &record.config, &url, &rest).await
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The x402 paywall around dispatch, for tenants with a price. The order (see
+//! `crate::paywall` for the rules it applies):
+//!
+//! verifier configured? -> payment header? -> decode + offer match + local checks -> verify
+//! -> reserve in the tenant's ledger -> dispatch (buffered, bounded, with a deadline) ->
+//! tenant below 400? settle -> post the entry with the transaction -> answer with the
+//! payment-response header; every path that does not serve voids the reservation.
+//!
+//! A free tenant (no price) goes straight to dispatch.
+
+use claw_durable::ledger::wire::{ReserveRequest, SettleRequest, VoidRequest};
+use claw_durable::problem::Problem;
+use claw_durable::tenant::{Price, TenantConfig};
+use worker::{Env, Headers, Method, Request, Response, ResponseBuilder, Url};
+
+use crate::bindings::{
+    self, ALLOW_LOCAL_X402_VERIFICATION, FACILITATOR_TIMEOUT_MS, FACILITATOR_URL,
+};
+use crate::dispatch::edge as dispatch;
+use crate::facilitator::edge as facilitator;
+use crate::facilitator::{
+    check_settle_response, check_verify_response, facilitator_request_body, read_settle,
+    read_verify, FacilitatorFailure,
+};
+use crate::http::capped::read_capped;
+use crate::http::deadline::within;
+use crate::http::respond;
+use crate::ledger::edge::{self as ledger, wire_json, LedgerAnswer};
+use crate::paywall::{
+    self, is_null_body_status, paid_answer_unreadable, reserve_refusal, resource_url,
+    settle_refusal, tenant_timeout, void_reason, Verifier, CHARGED_HEADER, MAX_PAID_RESPONSE_BYTES,
+    TENANT_DEADLINE_MS,
+};
+use crate::usage::edge::Usage;
+use crate::x402::{
+    check_payment, decode_payment_header, local_settlement, payment_failure_header,
+    payment_response_header, select_payment_header, verify_locally, AcceptedPayment, Offer,
+    Settlement, X402Error, X402Version, HEADER_PAYMENT_REQUIRED, HEADER_PAYMENT_SIGNATURE,
+    HEADER_X_PAYMENT,
+};
+
+/// Browsers may read the x402 headers of a cross-origin answer.
+const EXPOSE_HEADERS: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE";
+/// Attempts at recording a settlement in the ledger when the object cannot be reached.
+const RECORD_ATTEMPTS: usize = 3;
+
+/// Serves a call to a tenant: through the paywall when it has a price, else dispatched.
+/// Each payment step is reported to the call's usage record (`usage.record()`); the tenant
+/// is dispatched under the call's id (`usage.id()`).
+pub async fn call(
+    req: Request,
+    env: &Env,
+    config: &TenantConfig,
+    url: &Url,
+    rest: &str,
+    usage: &mut Usage,
+) -> Result<Response, Problem> {
+    match &config.price {
+        None => dispatch::to_tenant(req, env, config, url, rest, usage.id()).await,
+        Some(price) => paid_call(req, env, config, price, url, rest, usage).await,
+    }
+}
+
+async fn paid_call(
+    req: Request,
+    env: &Env,
+    config: &TenantConfig,
+    price: &Price,
+    url: &Url,
+    rest: &str,
+    usage: &mut Usage,
+) -> Result<Response, Problem> {
+    let verifier = paywall::verifier(
+        bindings::var(env, FACILITATOR_URL).as_deref(),
+        bindings::var(env, FACILITATOR_TIMEOUT_MS).as_deref(),
+        bindings::var(env, ALLOW_LOCAL_X402_VERIFICATION).as_deref(),
+    )?;
+    let offer = Offer::from_price(price, &resource_url(url), "").map_err(|e| e.to_problem())?;
+
+    // 1. The payment header, decoded and matched against the offer.
+    let x_payment = req.headers().get(HEADER_X_PAYMENT).ok().flatten();
+    let signature = req.headers().get(HEADER_PAYMENT_SIGNATURE).ok().flatten();
+    let (version, header) = match select_payment_header(x_payment.as_deref(), signature.as_deref())
+    {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            usage.record().challenged();
+            return Ok(challenge(&offer, None));
+        }
+        Err(e) => return Ok(refuse_recorded(usage, &offer, &e)),
+    };
+    let payment = match decode_payment_header(version, header) {
+        Ok(p) => p,
+        Err(e) => return Ok(refuse_recorded(usage, &offer, &e)),
+    };
+    usage
+        .record()
+        .payment(&payment.payer().to_lower_hex(), price.amount());
+    let now = u64::try_from(respond::now_ms()).unwrap_or(0);
+
+    // 2. Cheap local checks, then verification (local: the signature too).
+    let checked = match &verifier {
+        Verifier::Local => verify_locally(&payment, &offer, now),
+        Verifier::Facilitator { .. } => check_payment(&payment, &offer, now),
+    };
+    let accepted = match checked {
+        Ok(a) => a,
+        Err(e) => return Ok(refuse_recorded(usage, &offer, &e)),
+    };
+    usage
+        .record()
+        .payment(&accepted.payer.to_lower_hex(), accepted.amount_atomic);
+    let facilitator_body = facilitator_request_body(&payment, &offer);
+    if let Verifier::Facilitator { base, timeout_ms } = &verifier {
+        let verified = facilitator::post(base, "/verify", &facilitator_body, *timeout_ms)
+            .await
+            .and_then(|(status, body)| read_verify(status, &body))
+            .map_err(|f| f.to_problem("verify"))?;
+        if let Err(e) = check_verify_response(&verified, &payment) {
+            return Ok(refuse_recorded(usage, &offer, &e));
+        }
+    }
+
+    // 3. Reserve: from here on, every path that does not serve voids.
+    let slug = config.slug.as_str();
+    if let Err(p) = reserve(env, slug, &accepted).await {
+        // A payment the ledger refuses (e.g. one already used) failed before dispatch; a
+        // ledger that cannot be reached is the platform's error.
+        if p.status < 500 {
+            usage.record().verify_failed(&p.code);
+        }
+        return Err(p);
+    }
+
+    // 4. Dispatch, buffered.
+    let answer = match dispatch_buffered(req, env, config, url, rest, usage.id()).await {
+        Ok(TenantAnswer::Served(a)) => a,
+        Ok(TenantAnswer::Refused(resp)) => {
+            // The reference behaviour: a tenant answer of 400 or more is passed through
+            // as it is, and nothing is settled.
+            let status = resp.status_code();
+            void(
+                env,
+                slug,
+                &accepted,
+                &void_reason("tenant_status", &status.to_string()),
+            )
+            .await;
+            return Ok(resp);
+        }
+        Err(p) => {
+            void(env, slug, &accepted, &void_reason("tenant_failed", &p.code)).await;
+            return Err(p);
+        }
+    };
+
+    // 5. Settle.
+    let settlement = match &verifier {
+        Verifier::Local => local_settlement(&accepted),
+        Verifier::Facilitator { base, timeout_ms } => {
+            let settled = facilitator::post(base, "/settle", &facilitator_body, *timeout_ms)
+                .await
+                .and_then(|(status, body)| read_settle(status, &body));
+            let outcome = match settled {
+                Ok(s) => check_settle_response(&s, &payment),
+                Err(f) => {
+                    void(env, slug, &accepted, &void_reason("settle", f.code())).await;
+                    usage.record().settlement_failed(f.code());
+                    return Ok(settle_failure(&f, version, &accepted));
+                }
+            };
+            match outcome {
+                Ok(s) => s,
+                Err(e) => {
+                    void(env, slug, &accepted, &void_reason("settle", e.code())).await;
+                    usage.record().settlement_failed(settle_reason(&e));
+                    return Ok(settle_refused(&offer, version, &accepted, &e));
+                }
+            }
+        }
+    };
+
+    // 6. Record, then answer with the receipt.
+    match record(env, slug, &accepted, &settlement, config.plan.fee_bps()).await {
+        Recorded::Yes => {}
+        Recorded::Refused(p) => {
+            // The ledger refuses this settlement (e.g. a transaction hash that already
+            // settled another payment): not a valid settlement, not served.
+            void(env, slug, &accepted, &void_reason("record", &p.code)).await;
+            usage.record().settlement_failed(&p.code);
+            let mut resp = respond::problem(&p);
+            set_failure_header(&mut resp, version, &accepted, &p.code);
+            return Ok(resp);
+        }
+        Recorded::Unknown => {
+            // Funds moved (or were recorded locally) and the tenant answered: the caller
+            // gets what it paid for. The reservation stays reserved for reconciliation;
+            // the log line names it.
+            worker::console_error!(
+                "ledger_record_failed: tenant={slug} key={} tx={}",
+                accepted.idempotency_key,
+                settlement.transaction
+            );
+        }
+    }
+    usage.record().settled(&settlement.transaction);
+    Ok(answer.into_response(version, &settlement))
+}
+
+/// The 402 with the requirements: v1 JSON body and v2 `PAYMENT-REQUIRED` header at once.
+fn challenge(offer: &Offer, refusal: Option<&X402Error>) -> Response {
+    let c = offer.challenge(refusal);
+    let mut r = respond::with_body(402, "application/json", c.body_v1.into_bytes());
+    let headers = r.headers_mut();
+    let _ = headers.set(HEADER_PAYMENT_REQUIRED, &c.header_v2);
+    let _ = headers.set("access-control-expose-headers", EXPOSE_HEADERS);
+    r
+}
+
+/// [`refuse`], reported to the usage record as a failed verification.
+fn refuse_recorded(usage: &mut Usage, offer: &Offer, e: &X402Error) -> Response {
+    usage.record().verify_failed(e.code());
+    refuse(offer, e)
+}
+
+/// A refused payment: a 402 with fresh requirements when the caller can pay again, else the
+/// problem (400 for a header that cannot be read, 5xx for our side or the facilitator's),
+/// still carrying the requirements header.
+fn refuse(offer: &Offer, e: &X402Error) -> Response {
+    if e.status() == 402 {
+        return challenge(offer, Some(e));
+    }
+    let mut resp = respond::problem(&e.to_problem());
+    if e.is_caller_error() {
+        let _ = resp
+            .headers_mut()
+            .set(HEADER_PAYMENT_REQUIRED, &offer.challenge(Some(e)).header_v2);
+    }
+    resp
+}
+
+fn set_failure_header(resp: &mut Response, version: X402Version, a: &AcceptedPayment, why: &str) {
+    let (name, value) = payment_failure_header(version, a.network, &a.payer, why);
+    let _ = resp.headers_mut().set(name, &value);
+    let _ = resp
+        .headers_mut()
+        .set("access-control-expose-headers", EXPOSE_HEADERS);
+}
+
+/// The facilitator said no (`success: false`) or settled wrongly: 402 with the failed
+/// settlement response and fresh requirements, never the tenant's body.
+fn settle_refused(
+    offer: &Offer,
+    version: X402Version,
+    a: &AcceptedPayment,
+    e: &X402Error,
+) -> Response {
+    let mut resp = if e.status() == 402 {
+        challenge(offer, Some(e))
+    } else {
+        respond::problem(&e.to_problem())
+    };
+    set_failure_header(&mut resp, version, a, settle_reason(e));
+    resp
+}
+
+/// The facilitator's reason for a failed settlement (opaque), else the refusal's code.
+fn settle_reason(e: &X402Error) -> &str {
+    match e {
+        X402Error::SettlementFailed {
+            reason: Some(reason),
+        } => reason.as_str(),
+        _ => e.code(),
+    }
+}
+
+/// The facilitator could not settle (down, slow, garbage): not served.
+fn settle_failure(f: &FacilitatorFailure, version: X402Version, a: &AcceptedPayment) -> Response {
+    let mut resp = respond::problem(&f.to_problem("settle"));
+    set_failure_header(&mut resp, version, a, f.code());
+    resp
+}
+
+async fn reserve(env: &Env, slug: &str, a: &AcceptedPayment) -> Result<(), Problem> {
+    let body = wire_json(&ReserveRequest {
+        key: a.idempotency_key.clone(),
+        fingerprint: a.fingerprint.clone(),
+        gross: a.amount_atomic.to_string(),
+    });
+    let answer = ledger::call(env, slug, Method::Post, "/payments/reserve", Some(body))
+        .await
+        .map_err(|e| {
+            worker::console_error!("reserve: {}", e.0);
+            paywall::ledger_unavailable()
+        })?;
+    if answer.status == 201 {
+        return Ok(());
+    }
+    if answer.status >= 500 {
+        worker::console_error!("reserve: ledger answered {}", answer.status);
+    }
+    Err(reserve_refusal(answer.status, answer.problem()))
+}
+
+/// Voids the reservation; a failure is logged (the ledger's sweep voids it later).
+async fn void(env: &Env, slug: &str, a: &AcceptedPayment, reason: &str) {
+    let body = wire_json(&VoidRequest {
+        key: a.idempotency_key.clone(),
+        reason: reason.to_owned(),
+    });
+    match ledger::call(env, slug, Method::Post, "/payments/void", Some(body)).await {
+        Ok(LedgerAnswer { status: 200, .. }) => {}
+        Ok(other) => worker::console_error!(
+            "void {}: ledger answered {}",
+            a.idempotency_key,
+            other.status
+        ),
+        Err(e) => worker::console_error!("void {}: {}", a.idempotency_key, e.0),
+    }
+}
+
+enum Recorded {
+    Yes,
+    Refused(Problem),
+    Unknown,
+}
+
+/// Posts the settled entry (fee split at the plan's rate). Retried when the object cannot
+/// be reached; settling is idempotent in the ledger (a repeat with the same references is
+/// a replay).
+async fn record(
+    env: &Env,
+    slug: &str,
+    a: &AcceptedPayment,
+    s: &Settlement,
+    fee_bps: u32,
+) -> Recorded {
+    let body = wire_json(&SettleRequest {
+        key: a.idempotency_key.clone(),
+        tx_ref: s.transaction.clone(),
+        network: s.network,
+        payer: s.payer.to_checksum(),
+        local_settlement: s.local,
+        fee_bps,
+    });
+    for attempt in 1..=RECORD_ATTEMPTS {
+        let sent = Some(body.clone());
+        match ledger::call(env, slug, Method::Post, "/payments/settle", sent).await {
+            Ok(LedgerAnswer { status: 200, .. }) => return Recorded::Yes,
+            Ok(answer) if (400..500).contains(&answer.status) => {
+                let p = settle_refusal(answer.problem());
+                worker::console_error!("settle {}: ledger refused: {}", a.idempotency_key, p.code);
+                return Recorded::Refused(p);
+            }
+            Ok(answer) => worker::console_error!(
+                "settle {} (attempt {attempt}): ledger answered {}",
+                a.idempotency_key,
+                answer.status
+            ),
+            Err(e) => {
+                worker::console_error!("settle {} (attempt {attempt}): {}", a.idempotency_key, e.0)
+            }
+        }
+    }
+    Recorded::Unknown
+}
+
+/// The tenant's answer below 400, fully read.
+struct Buffered {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Buffered {
+    /// The tenant's answer with the receipt headers added.
+    fn into_response(self, version: X402Version, settlement: &Settlement) -> Response {
+        let headers = Headers::new();
+        for (name, value) in &self.headers {
+            // The body is re-sent whole; the runtime sets its length.
+            if !name.eq_ignore_ascii_case("content-length") {
+                let _ = headers.append(name, value);
+            }
+        }
+        let (name, value) = payment_response_header(version, settlement);
+        let _ = headers.set(name, &value);
+        let _ = headers.set(CHARGED_HEADER, "true");
+        let _ = headers.set("access-control-expose-headers", EXPOSE_HEADERS);
+        let builder = ResponseBuilder::new()
+            .with_status(self.status)
+            .with_headers(headers);
+        if is_null_body_status(self.status) {
+            builder.empty()
+        } else {
+            builder.fixed(self.body)
+        }
+    }
+}
+
+enum TenantAnswer {
+    /// Below 400, buffered: to be settled.
+    Served(Buffered),
+    /// 400 or more: passed through unsettled, streamed.
+    Refused(Response),
+}
+
+/// Dispatches and buffers the answer, within [`TENANT_DEADLINE_MS`] and
+/// [`MAX_PAID_RESPONSE_BYTES`].
+async fn dispatch_buffered(
+    req: Request,
+    env: &Env,
+    config: &TenantConfig,
+    url: &Url,
+    rest: &str,
+    call_id: &str,
+) -> Result<TenantAnswer, Problem> {
+    let work = async {
+        let mut resp = dispatch::to_tenant(req, env, config, url, rest, call_id).await?;
+        let status = resp.status_code();
+        if status >= 400 {
+            return Ok(TenantAnswer::Refused(resp));
+        }
+        let headers: Vec<(String, String)> = resp.headers().entries().collect();
+        let body = match resp.stream() {
+            Ok(stream) => read_capped(stream, MAX_PAID_RESPONSE_BYTES)
+                .await
+                .map_err(paid_answer_unreadable)?,
+            Err(_) => Vec::new(),
+        };
+        Ok(TenantAnswer::Served(Buffered {
+            status,
+            headers,
+            body,
+        }))
+    };
+    within(u64::from(TENANT_DEADLINE_MS), work)
+        .await
+        .unwrap_or_else(|_| Err(tenant_timeout()))
+}

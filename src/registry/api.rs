@@ -1,0 +1,65 @@
+//! The tenant admin routes (`/__platform/tenants...`, admin token, checked by
+//! `crate::platform::edge`): relayed to the registry object, after the checks only the
+//! dispatcher can make (a proxy upstream against the SSRF rules and the platform's hosts).
+
+use claw_durable::problem::Problem;
+use claw_durable::tenant::{TenantConfig, MAX_CONFIG_BYTES};
+use worker::{Env, Method, Request, Response};
+
+use super::edge as registry;
+use crate::http::body::read_bounded;
+use crate::platform::TenantRoute;
+use crate::proxy::{validate_secret_scope, validate_upstream};
+
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    route: TenantRoute,
+    query: Option<&str>,
+) -> Result<Response, Problem> {
+    let (method, path, slug) = match &route {
+        TenantRoute::List => (Method::Get, "/tenants".to_owned(), None),
+        TenantRoute::Get(s) => (Method::Get, format!("/tenants/{s}"), Some(s)),
+        TenantRoute::Put(s) => (Method::Put, format!("/tenants/{s}"), Some(s)),
+        TenantRoute::Delete(s) => (Method::Delete, format!("/tenants/{s}"), Some(s)),
+        TenantRoute::Suspend(s) => (Method::Post, format!("/tenants/{s}/suspend"), Some(s)),
+        TenantRoute::Resume(s) => (Method::Post, format!("/tenants/{s}/resume"), Some(s)),
+    };
+    let body = match &route {
+        TenantRoute::Put(slug) => {
+            let body = read_bounded(&mut req, MAX_CONFIG_BYTES, "a tenant config").await?;
+            check_proxy_upstream(&req, env, &body, slug)?;
+            Some(body)
+        }
+        _ => None,
+    };
+    let path_and_query = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let changes = method != Method::Get;
+    let resp = registry::call(env, method, &path_and_query, body).await?;
+    if let (true, Some(slug)) = (changes, slug) {
+        registry::invalidate(slug);
+    }
+    Ok(resp)
+}
+
+/// The registry validates configs but does not know the platform's hosts: a proxy tenant's
+/// upstream is checked against the SSRF rules here, before the config is stored, and so is
+/// the scope of the secrets it names (`crate::proxy::headers::secret_prefix`). A config
+/// that does not parse is left to the registry, which answers with the precise problem.
+fn check_proxy_upstream(req: &Request, env: &Env, body: &[u8], slug: &str) -> Result<(), Problem> {
+    let Ok(config) = TenantConfig::parse(body, slug) else {
+        return Ok(());
+    };
+    let Some(proxy) = &config.proxy else {
+        return Ok(());
+    };
+    let host = req.headers().get("host").ok().flatten();
+    validate_upstream(
+        proxy,
+        &crate::proxy::edge::ssrf_policy(env, host.as_deref()),
+    )?;
+    validate_secret_scope(&config.slug, proxy)
+}
