@@ -35,6 +35,17 @@ fn code<T>(r: Result<T, LedgerError>) -> &'static str {
     }
 }
 
+/// Asserts that an operation was refused with the problem code `want`.
+#[track_caller]
+fn refused<T>(r: Result<T, LedgerError>, want: &str) {
+    assert_eq!(code(r), want);
+}
+
+/// The state of a payment that exists.
+fn state_of<S: SqlStore>(l: &mut Ledger<'_, S>, key: &str) -> PaymentState {
+    l.payment(key).unwrap().unwrap().state
+}
+
 mod invariants;
 mod model;
 mod payments;

@@ -19,7 +19,7 @@ fn fee_is_floored_and_net_takes_the_remainder() {
         split_fee(u128::MAX, 1).unwrap().0,
         34_028_236_692_093_846_346_337_460_743_176_821
     );
-    assert_eq!(code(split_fee(1, 10_001)), "invalid_field");
+    refused(split_fee(1, 10_001), "invalid_field");
 }
 
 proptest! {
@@ -52,12 +52,9 @@ fn payment_lifecycle_and_refusals() {
         (PaymentState::Reserved, 1_000, 1)
     );
     // Every second reservation of a key is refused, precisely.
-    assert_eq!(code(l.reserve("k1", "fp1", 1_000, T0)), "payment_in_flight");
-    assert_eq!(
-        code(l.reserve("k1", "fp2", 1_000, T0)),
-        "payment_key_reused"
-    );
-    assert_eq!(code(l.reserve("k1", "fp1", 999, T0)), "payment_key_reused");
+    refused(l.reserve("k1", "fp1", 1_000, T0), "payment_in_flight");
+    refused(l.reserve("k1", "fp2", 1_000, T0), "payment_key_reused");
+    refused(l.reserve("k1", "fp1", 999, T0), "payment_key_reused");
 
     let e = l.earnings(30).unwrap();
     assert_eq!((e.pending, e.pending_count, e.available), (1_000, 1, 0));
@@ -68,24 +65,21 @@ fn payment_lifecycle_and_refusals() {
     assert_eq!(p.state, PaymentState::Settled);
     assert_eq!((p.fee, p.net, p.fee_bps), (Some(25), Some(975), Some(250)));
     assert_eq!(p.last_seq, 2);
-    assert_eq!(
-        code(l.reserve("k1", "fp1", 1_000, T0)),
-        "payment_already_settled"
-    );
+    refused(l.reserve("k1", "fp1", 1_000, T0), "payment_already_settled");
 
     // Same settlement again: the original. Different references: a conflict.
     let again = l.settle("k1", &settlement("0xtx1", 250), T0 + 9).unwrap();
     assert!(again.replayed);
     assert_eq!(again.record, p);
-    assert_eq!(
-        code(l.settle("k1", &settlement("0xtx2", 250), T0)),
-        "settlement_conflict"
+    refused(
+        l.settle("k1", &settlement("0xtx2", 250), T0),
+        "settlement_conflict",
     );
-    assert_eq!(
-        code(l.settle("k1", &settlement("0xtx1", 500), T0)),
-        "settlement_conflict"
+    refused(
+        l.settle("k1", &settlement("0xtx1", 500), T0),
+        "settlement_conflict",
     );
-    assert_eq!(code(l.void("k1", "late", T0)), "payment_already_settled");
+    refused(l.void("k1", "late", T0), "payment_already_settled");
 
     l.reserve("k2", "fp", 500, T0).unwrap();
     let v = l.void("k2", "tenant answered 500", T0 + 1).unwrap();
@@ -94,20 +88,17 @@ fn payment_lifecycle_and_refusals() {
     let v2 = l.void("k2", "another reason", T0 + 2).unwrap();
     assert!(v2.replayed);
     assert_eq!(v2.record, v.record);
-    assert_eq!(
-        code(l.settle("k2", &settlement("0xtx", 250), T0)),
-        "payment_already_voided"
+    refused(
+        l.settle("k2", &settlement("0xtx", 250), T0),
+        "payment_already_voided",
     );
-    assert_eq!(
-        code(l.reserve("k2", "fp", 500, T0)),
-        "payment_already_voided"
-    );
+    refused(l.reserve("k2", "fp", 500, T0), "payment_already_voided");
 
-    assert_eq!(
-        code(l.settle("nope", &settlement("0xtx", 250), T0)),
-        "payment_not_found"
+    refused(
+        l.settle("nope", &settlement("0xtx", 250), T0),
+        "payment_not_found",
     );
-    assert_eq!(code(l.void("nope", "x", T0)), "payment_not_found");
+    refused(l.void("nope", "x", T0), "payment_not_found");
 
     let e = l.earnings(30).unwrap();
     assert_eq!(
@@ -139,30 +130,24 @@ fn inputs_are_validated_before_anything_is_written() {
     l.reserve("k", "fp", 10, T0).unwrap();
     let mut bad = settlement("0xtx", 250);
     bad.payer = "0x123";
-    assert_eq!(code(l.settle("k", &bad, T0)), "invalid_field");
-    assert_eq!(
-        code(l.settle("k", &settlement("0xtx", 10_001), T0)),
-        "invalid_field"
+    refused(l.settle("k", &bad, T0), "invalid_field");
+    refused(
+        l.settle("k", &settlement("0xtx", 10_001), T0),
+        "invalid_field",
     );
-    assert_eq!(
-        code(l.settle("k", &settlement("", 250), T0)),
-        "invalid_field"
-    );
-    assert_eq!(code(l.void("k", "line\nbreak", T0)), "invalid_field");
-    assert_eq!(
-        code(l.create_payout(
+    refused(l.settle("k", &settlement("", 250), T0), "invalid_field");
+    refused(l.void("k", "line\nbreak", T0), "invalid_field");
+    refused(
+        l.create_payout(
             "pk",
             "fp",
             1,
             "0x0000000000000000000000000000000000000000",
-            T0
-        )),
-        "invalid_field"
+            T0,
+        ),
+        "invalid_field",
     );
-    assert_eq!(
-        code(l.create_payout("pk", "fp", 0, DEST_A, T0)),
-        "invalid_field"
-    );
+    refused(l.create_payout("pk", "fp", 0, DEST_A, T0), "invalid_field");
     assert_eq!(
         l.earnings(1).unwrap().last_seq,
         1,
@@ -205,37 +190,39 @@ fn totals_cannot_overflow() {
     let mut db = MemSql::new();
     let mut l = Ledger::open(&mut db).unwrap();
     l.reserve("big", "fp", u128::MAX - 10, T0).unwrap();
-    assert_eq!(code(l.reserve("more", "fp", 11, T0)), "amount_overflow");
+    refused(l.reserve("more", "fp", 11, T0), "amount_overflow");
     l.reserve("fits", "fp", 10, T0).unwrap();
     l.settle("big", &settlement("0x1", 10_000), T0).unwrap();
     l.settle("fits", &settlement("0x2", 0), T0).unwrap();
     let e = l.earnings(1).unwrap();
     assert_eq!((e.gross, e.fees, e.net), (u128::MAX, u128::MAX - 10, 10));
-    assert_eq!(code(l.reserve("one", "fp", 1, T0)), "amount_overflow");
+    refused(l.reserve("one", "fp", 1, T0), "amount_overflow");
     l.audit().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
 // One payment per transaction; local references
 
+/// Reserves payments "k1" and "k2" of 1,000 with the given fingerprints.
+fn reserve_two<S: SqlStore>(l: &mut Ledger<'_, S>, fingerprints: [&str; 2]) {
+    l.reserve("k1", fingerprints[0], 1_000, T0).unwrap();
+    l.reserve("k2", fingerprints[1], 1_000, T0).unwrap();
+}
+
 #[test]
 fn a_transaction_hash_settles_one_payment_only() {
     let mut db = MemSql::new();
     let mut l = Ledger::open(&mut db).unwrap();
-    l.reserve("k1", "fp1", 1_000, T0).unwrap();
-    l.reserve("k2", "fp2", 1_000, T0).unwrap();
+    reserve_two(&mut l, ["fp1", "fp2"]);
     l.settle("k1", &settlement("0xaaa", 500), T0).unwrap();
     // Another payment claiming the same transaction: refused, nothing written.
     let last = l.entries(0, 10).unwrap().next_cursor;
-    assert_eq!(
-        code(l.settle("k2", &settlement("0xaaa", 500), T0)),
-        "transaction_already_recorded"
+    refused(
+        l.settle("k2", &settlement("0xaaa", 500), T0),
+        "transaction_already_recorded",
     );
     assert_eq!(l.entries(0, 10).unwrap().next_cursor, last);
-    assert_eq!(
-        l.payment("k2").unwrap().unwrap().state,
-        PaymentState::Reserved
-    );
+    assert_eq!(state_of(&mut l, "k2"), PaymentState::Reserved);
     // The original settlement replays; k2 can still settle with its own transaction.
     assert!(
         l.settle("k1", &settlement("0xaaa", 500), T0)
@@ -255,8 +242,7 @@ fn a_transaction_hash_settles_one_payment_only() {
 fn local_settlements_are_keyed_by_the_payment_fingerprint() {
     let mut db = MemSql::new();
     let mut l = Ledger::open(&mut db).unwrap();
-    l.reserve("k1", "fpA", 1_000, T0).unwrap();
-    l.reserve("k2", "fpB", 1_000, T0).unwrap();
+    reserve_two(&mut l, ["fpA", "fpB"]);
     let local = |tx: &'static str| Settlement {
         tx_ref: tx,
         network: Network::BaseSepolia,
@@ -265,15 +251,12 @@ fn local_settlements_are_keyed_by_the_payment_fingerprint() {
         fee_bps: 1_000,
     };
     // A local settlement must carry its own payment's fingerprint ...
-    assert_eq!(
-        code(l.settle("k1", &local("local:fpB"), T0)),
-        "invalid_field"
-    );
-    assert_eq!(code(l.settle("k1", &local("0xabc"), T0)), "invalid_field");
+    refused(l.settle("k1", &local("local:fpB"), T0), "invalid_field");
+    refused(l.settle("k1", &local("0xabc"), T0), "invalid_field");
     // ... and an on-chain one must not look local.
-    assert_eq!(
-        code(l.settle("k1", &settlement("local:fpA", 0), T0)),
-        "invalid_field"
+    refused(
+        l.settle("k1", &settlement("local:fpA", 0), T0),
+        "invalid_field",
     );
     let p = l.settle("k1", &local("local:fpA"), T0).unwrap().record;
     assert_eq!(p.local_settlement, Some(true));

@@ -29,23 +29,22 @@ fn payouts_hold_release_and_never_overdraw() {
     let again = l.create_payout("pk1", "h1", 600, DEST_A, T0 + 1).unwrap();
     assert!(again.replayed);
     assert_eq!(again.record, a.record);
-    assert_eq!(
-        code(l.create_payout("pk1", "h2", 600, DEST_A, T0)),
-        "idempotency_key_reused"
-    );
-    assert_eq!(
-        code(l.create_payout("pk1", "h1", 601, DEST_A, T0)),
-        "idempotency_key_reused"
-    );
-    assert_eq!(
-        code(l.create_payout("pk1", "h1", 600, DEST_B, T0)),
-        "idempotency_key_reused"
-    );
+    // The same key with another fingerprint, amount or destination: refused.
+    for (fp, amount, dest) in [
+        ("h2", 600, DEST_A),
+        ("h1", 601, DEST_A),
+        ("h1", 600, DEST_B),
+    ] {
+        refused(
+            l.create_payout("pk1", fp, amount, dest, T0),
+            "idempotency_key_reused",
+        );
+    }
 
     // Another payout to the same destination while one is pending is fine, within funds.
-    assert_eq!(
-        code(l.create_payout("pk2", "h", 401, DEST_A, T0)),
-        "insufficient_funds"
+    refused(
+        l.create_payout("pk2", "h", 401, DEST_A, T0),
+        "insufficient_funds",
     );
     let b = l.create_payout("pk2", "h", 400, DEST_A, T0).unwrap().record;
     assert_eq!(l.earnings(1).unwrap().available, 0);
@@ -60,13 +59,13 @@ fn payouts_hold_release_and_never_overdraw() {
             .unwrap()
             .replayed
     );
-    assert_eq!(
-        code(l.post_payout(&a.record.id, "0xother", T0)),
-        "payout_already_posted"
+    refused(
+        l.post_payout(&a.record.id, "0xother", T0),
+        "payout_already_posted",
     );
-    assert_eq!(
-        code(l.void_payout(&a.record.id, "oops", T0)),
-        "payout_already_posted"
+    refused(
+        l.void_payout(&a.record.id, "oops", T0),
+        "payout_already_posted",
     );
 
     let voided = l.void_payout(&b.id, "bad destination", T0 + 4).unwrap();
@@ -75,13 +74,10 @@ fn payouts_hold_release_and_never_overdraw() {
         (PayoutState::Voided, false)
     );
     assert!(l.void_payout(&b.id, "again", T0).unwrap().replayed);
-    assert_eq!(
-        code(l.post_payout(&b.id, "0xlate", T0)),
-        "payout_already_voided"
-    );
+    refused(l.post_payout(&b.id, "0xlate", T0), "payout_already_voided");
 
-    assert_eq!(code(l.post_payout("po_999", "0x", T0)), "payout_not_found");
-    assert_eq!(code(l.void_payout("../etc", "x", T0)), "payout_not_found");
+    refused(l.post_payout("po_999", "0x", T0), "payout_not_found");
+    refused(l.void_payout("../etc", "x", T0), "payout_not_found");
     assert_eq!(l.payout("po_999").unwrap(), None);
 
     let e = l.earnings(1).unwrap();

@@ -2,9 +2,6 @@
 
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// The internal protocol
-
 fn call(db: &mut MemSql, method: &str, path: &str, body: Value) -> (u16, Value) {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -36,77 +33,81 @@ fn settle_body(key: &str, tx: &str) -> Value {
            "localSettlement": false, "feeBps": 1000})
 }
 
+/// One request and what its answer must carry: method, path, body, then the status and the
+/// problem's `code` and `field` ("" = not checked).
+type Case<'a> = (&'a str, &'a str, Value, u16, &'a str, &'a str);
+
+/// Sends the requests in order, checking each answer.
+fn expect_all(db: &mut MemSql, cases: Vec<Case<'_>>) {
+    for (method, path, body, status, code, field) in cases {
+        let (s, v) = call(db, method, path, body);
+        assert_eq!(s, status, "{method} {path}: {v}");
+        if !code.is_empty() {
+            assert_eq!(v["code"].as_str(), Some(code), "{method} {path}");
+        }
+        if !field.is_empty() {
+            assert_eq!(v["field"].as_str(), Some(field), "{method} {path}");
+        }
+    }
+}
+
+const RESERVE: &str = "/payments/reserve";
+const SETTLE: &str = "/payments/settle";
+const VOID: &str = "/payments/void";
+
 #[test]
 fn protocol_payments() {
     let mut db = MemSql::new();
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        reserve_body("k", "fp", "1000"),
-    );
+    let (s, v) = call(&mut db, "POST", RESERVE, reserve_body("k", "fp", "1000"));
     assert_eq!(
         (s, v["state"].as_str(), v["gross"].as_str()),
         (201, Some("reserved"), Some("1000"))
     );
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        reserve_body("k", "fp", "1000"),
-    );
-    assert_eq!((s, v["code"].as_str()), (409, Some("payment_in_flight")));
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        reserve_body("k", "other", "1000"),
-    );
-    assert_eq!((s, v["code"].as_str()), (422, Some("payment_key_reused")));
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        reserve_body("k2", "fp", "01"),
-    );
-    assert_eq!(
-        (s, v["code"].as_str(), v["field"].as_str()),
-        (400, Some("invalid_field"), Some("gross"))
-    );
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        reserve_body("k2", "fp", "0"),
-    );
-    assert_eq!((s, v["field"].as_str()), (400, Some("gross")));
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        json!({"key": "k3", "fingerprint": "f", "gross": 5}),
-    );
-    assert_eq!(
-        (s, v["code"].as_str(), v["field"].as_str()),
-        (400, Some("invalid_body"), Some("gross"))
-    );
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        json!({"key": "k3", "fingerprint": "f", "gross": "5", "x": 1}),
-    );
-    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_body")));
+    let numeric_gross = json!({"key": "k3", "fingerprint": "f", "gross": 5});
+    let unknown_field = json!({"key": "k3", "fingerprint": "f", "gross": "5", "x": 1});
     let big = json!({"key": "k".repeat(5_000), "fingerprint": "f", "gross": "5"});
-    let (s, v) = call(&mut db, "POST", "/payments/reserve", big);
-    assert_eq!((s, v["code"].as_str()), (413, Some("body_too_large")));
-
-    let (s, v) = call(
+    expect_all(
         &mut db,
-        "POST",
-        "/payments/settle",
-        settle_body("k", "0xabc"),
+        vec![
+            (
+                "POST",
+                RESERVE,
+                reserve_body("k", "fp", "1000"),
+                409,
+                "payment_in_flight",
+                "",
+            ),
+            (
+                "POST",
+                RESERVE,
+                reserve_body("k", "other", "1000"),
+                422,
+                "payment_key_reused",
+                "",
+            ),
+            (
+                "POST",
+                RESERVE,
+                reserve_body("k2", "fp", "01"),
+                400,
+                "invalid_field",
+                "gross",
+            ),
+            (
+                "POST",
+                RESERVE,
+                reserve_body("k2", "fp", "0"),
+                400,
+                "",
+                "gross",
+            ),
+            ("POST", RESERVE, numeric_gross, 400, "invalid_body", "gross"),
+            ("POST", RESERVE, unknown_field, 400, "invalid_body", ""),
+            ("POST", RESERVE, big, 413, "body_too_large", ""),
+        ],
     );
+
+    let (s, v) = call(&mut db, "POST", SETTLE, settle_body("k", "0xabc"));
     assert_eq!(
         (s, v["state"].as_str(), v["fee"].as_str(), v["net"].as_str()),
         (200, Some("settled"), Some("100"), Some("900"))
@@ -115,71 +116,63 @@ fn protocol_payments() {
         (v["replayed"].as_bool(), v["network"].as_str()),
         (Some(false), Some("eip155:84532"))
     );
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/settle",
-        settle_body("k", "0xabc"),
-    );
+    let (s, v) = call(&mut db, "POST", SETTLE, settle_body("k", "0xabc"));
     assert_eq!((s, v["replayed"].as_bool()), (200, Some(true)));
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/settle",
-        settle_body("k", "0xdef"),
-    );
-    assert_eq!((s, v["code"].as_str()), (409, Some("settlement_conflict")));
     let mut bad_net = settle_body("k", "0xabc");
     bad_net["network"] = json!("solana");
-    let (s, v) = call(&mut db, "POST", "/payments/settle", bad_net);
-    assert_eq!(
-        (s, v["code"].as_str(), v["field"].as_str()),
-        (400, Some("invalid_body"), Some("network"))
-    );
-    let (s, v) = call(
+    let void = |key: &str| json!({"key": key, "reason": "r"});
+    expect_all(
         &mut db,
-        "POST",
-        "/payments/void",
-        json!({"key": "k", "reason": "r"}),
+        vec![
+            (
+                "POST",
+                SETTLE,
+                settle_body("k", "0xdef"),
+                409,
+                "settlement_conflict",
+                "",
+            ),
+            ("POST", SETTLE, bad_net, 400, "invalid_body", "network"),
+            ("POST", VOID, void("k"), 409, "payment_already_settled", ""),
+            ("POST", VOID, void("zz"), 404, "payment_not_found", ""),
+        ],
     );
-    assert_eq!(
-        (s, v["code"].as_str()),
-        (409, Some("payment_already_settled"))
-    );
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payments/void",
-        json!({"key": "zz", "reason": "r"}),
-    );
-    assert_eq!((s, v["code"].as_str()), (404, Some("payment_not_found")));
 
     let (s, v) = call(&mut db, "GET", "/payments?key=k", Value::Null);
     assert_eq!((s, v["txRef"].as_str()), (200, Some("0xabc")));
-    let (s, v) = call(&mut db, "GET", "/payments?key=zz", Value::Null);
-    assert_eq!((s, v["code"].as_str()), (404, Some("payment_not_found")));
-    let (s, _) = call(&mut db, "GET", "/payments", Value::Null);
-    assert_eq!(s, 400);
+    expect_all(
+        &mut db,
+        vec![
+            (
+                "GET",
+                "/payments?key=zz",
+                Value::Null,
+                404,
+                "payment_not_found",
+                "",
+            ),
+            ("GET", "/payments", Value::Null, 400, "", ""),
+        ],
+    );
 }
 
 #[test]
 fn protocol_payouts_entries_earnings() {
     let mut db = MemSql::new();
-    call(
-        &mut db,
-        "POST",
-        "/payments/reserve",
-        reserve_body("k", "fp", "1000"),
-    );
-    call(
-        &mut db,
-        "POST",
-        "/payments/settle",
-        settle_body("k", "0xabc"),
-    );
+    call(&mut db, "POST", RESERVE, reserve_body("k", "fp", "1000"));
+    call(&mut db, "POST", SETTLE, settle_body("k", "0xabc"));
     let payout = |amount: &str, fp: &str| json!({"idempotencyKey": "job-1", "fingerprint": fp, "amount": amount, "destination": DEST_A});
-    let (s, v) = call(&mut db, "POST", "/payouts", payout("901", "h"));
-    assert_eq!((s, v["code"].as_str()), (409, Some("insufficient_funds")));
+    expect_all(
+        &mut db,
+        vec![(
+            "POST",
+            "/payouts",
+            payout("901", "h"),
+            409,
+            "insufficient_funds",
+            "",
+        )],
+    );
     let (s, v) = call(&mut db, "POST", "/payouts", payout("900", "h"));
     assert_eq!(
         (
@@ -195,10 +188,16 @@ fn protocol_payouts_entries_earnings() {
         (s, v["id"].as_str(), v["replayed"].as_bool()),
         (200, Some("po_3"), Some(true))
     );
-    let (s, v) = call(&mut db, "POST", "/payouts", payout("900", "h2"));
-    assert_eq!(
-        (s, v["code"].as_str()),
-        (422, Some("idempotency_key_reused"))
+    expect_all(
+        &mut db,
+        vec![(
+            "POST",
+            "/payouts",
+            payout("900", "h2"),
+            422,
+            "idempotency_key_reused",
+            "",
+        )],
     );
     let (s, v) = call(&mut db, "GET", "/payouts/po_3", Value::Null);
     assert_eq!((s, v["amount"].as_str()), (200, Some("900")));
@@ -209,25 +208,36 @@ fn protocol_payouts_entries_earnings() {
         json!({"txRef": "0xpaid"}),
     );
     assert_eq!((s, v["state"].as_str()), (200, Some("posted")));
-    let (s, v) = call(
+    let reason = || json!({"reason": "r"});
+    expect_all(
         &mut db,
-        "POST",
-        "/payouts/po_3/void",
-        json!({"reason": "r"}),
+        vec![
+            (
+                "POST",
+                "/payouts/po_3/void",
+                reason(),
+                409,
+                "payout_already_posted",
+                "",
+            ),
+            (
+                "POST",
+                "/payouts/po_77/void",
+                reason(),
+                404,
+                "payout_not_found",
+                "",
+            ),
+            (
+                "GET",
+                "/payouts/nope",
+                Value::Null,
+                404,
+                "payout_not_found",
+                "",
+            ),
+        ],
     );
-    assert_eq!(
-        (s, v["code"].as_str()),
-        (409, Some("payout_already_posted"))
-    );
-    let (s, v) = call(
-        &mut db,
-        "POST",
-        "/payouts/po_77/void",
-        json!({"reason": "r"}),
-    );
-    assert_eq!((s, v["code"].as_str()), (404, Some("payout_not_found")));
-    let (s, v) = call(&mut db, "GET", "/payouts/nope", Value::Null);
-    assert_eq!((s, v["code"].as_str()), (404, Some("payout_not_found")));
 
     let (s, v) = call(&mut db, "GET", "/entries?after=1&limit=2", Value::Null);
     assert_eq!(
@@ -241,20 +251,17 @@ fn protocol_payouts_entries_earnings() {
         .filter_map(|e| e["kind"].as_str())
         .collect();
     assert_eq!(kinds, ["payment_settled", "payout_created"]);
-    for bad in [
-        "/entries?limit=0",
-        "/entries?limit=501",
-        "/entries?after=-1",
-        "/entries?after=x",
-        "/earnings?days=367",
-    ] {
-        let (s, v) = call(&mut db, "GET", bad, Value::Null);
-        assert_eq!(
-            (s, v["code"].as_str()),
-            (400, Some("invalid_query")),
-            "{bad}"
-        );
-    }
+    let bad_query = |path| ("GET", path, Value::Null, 400, "invalid_query", "");
+    expect_all(
+        &mut db,
+        vec![
+            bad_query("/entries?limit=0"),
+            bad_query("/entries?limit=501"),
+            bad_query("/entries?after=-1"),
+            bad_query("/entries?after=x"),
+            bad_query("/earnings?days=367"),
+        ],
+    );
     let (s, v) = call(&mut db, "GET", "/earnings", Value::Null);
     assert_eq!(s, 200);
     assert_eq!(
@@ -271,6 +278,15 @@ fn protocol_payouts_entries_earnings() {
     );
     assert_eq!(v["days"][0]["day"].as_str(), Some("2023-11-14"));
 
-    let (s, v) = call(&mut db, "DELETE", "/entries", Value::Null);
-    assert_eq!((s, v["code"].as_str()), (404, Some("route_not_found")));
+    expect_all(
+        &mut db,
+        vec![(
+            "DELETE",
+            "/entries",
+            Value::Null,
+            404,
+            "route_not_found",
+            "",
+        )],
+    );
 }

@@ -45,24 +45,18 @@ fn the_sweep_voids_only_expired_reservations() {
     let old = l.payment("old").unwrap().unwrap();
     assert_eq!(old.state, PaymentState::Voided);
     assert_eq!(old.void_reason.as_deref(), Some(EXPIRED_REASON));
-    assert_eq!(
-        l.payment("settled").unwrap().unwrap().state,
-        PaymentState::Settled
-    );
-    assert_eq!(
-        l.payment("young").unwrap().unwrap().state,
-        PaymentState::Reserved
-    );
+    assert_eq!(state_of(&mut l, "settled"), PaymentState::Settled);
+    assert_eq!(state_of(&mut l, "young"), PaymentState::Reserved);
     // A late settle of a swept payment is refused: it can never count twice.
-    assert_eq!(
-        code(l.settle("old", &settlement("0xlate", 0), T0)),
-        "payment_already_voided"
+    refused(
+        l.settle("old", &settlement("0xlate", 0), T0),
+        "payment_already_voided",
     );
     let e = l.earnings(1).unwrap();
     assert_eq!((e.pending, e.pending_count, e.voided_count), (100, 1, 1));
     l.audit().unwrap();
 
-    assert_eq!(code(l.sweep_expired(T0, -1, 10)), "invalid_field");
+    refused(l.sweep_expired(T0, -1, 10), "invalid_field");
 }
 
 #[test]
@@ -77,23 +71,17 @@ fn the_sweep_works_in_batches_and_is_atomic() {
     // Two voided, the rest already due: the alarm runs again at once.
     assert_eq!(r.voided, 2);
     assert_eq!(r.next_due_ms, Some(T0 + 2 + RESERVATION_TTL_MS));
-    assert_eq!(
-        l.payment("k0").unwrap().unwrap().state,
-        PaymentState::Voided
-    );
-    assert_eq!(
-        l.payment("k2").unwrap().unwrap().state,
-        PaymentState::Reserved
-    );
+    assert_eq!(state_of(&mut l, "k0"), PaymentState::Voided);
+    assert_eq!(state_of(&mut l, "k2"), PaymentState::Reserved);
 
     // A crash mid-sweep leaves nothing half voided.
     let before = snapshot(&mut db);
     let mut l = Ledger::open(&mut db).unwrap();
     fault.tripped.set(false);
     fault.countdown.set(Some(5));
-    assert_eq!(
-        code(l.sweep_expired(later, RESERVATION_TTL_MS, 10)),
-        "internal_error"
+    refused(
+        l.sweep_expired(later, RESERVATION_TTL_MS, 10),
+        "internal_error",
     );
     fault.countdown.set(None);
     assert!(fault.tripped.get());
