@@ -9,6 +9,11 @@ use crate::memsql::MemSql;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The default policy, an empty tenant object and an empty global object.
+fn fresh() -> (TrendPolicy, MemSql, MemSql) {
+    (TrendPolicy::default(), MemSql::new(), MemSql::new())
+}
+
 /// If a rollup of "demo" is due at `now`, builds it, applies it to `global` and acknowledges
 /// the answer; returns whether one was sent.
 fn deliver_due_rollup(
@@ -60,9 +65,7 @@ fn run_alarms_until_idle(
 
 #[test]
 fn a_tenant_rolls_up_until_its_windows_are_empty_then_sleeps() {
-    let policy = TrendPolicy::default();
-    let mut db = MemSql::new();
-    let mut global = MemSql::new();
+    let (policy, mut db, mut global) = fresh();
     let now = T0 + 1_000;
     ingest(&mut db, &[settled("a", "demo", now, 1, 5)], now, &policy);
     let mut trend = TenantTrend::open(&mut db).unwrap();
@@ -89,9 +92,7 @@ fn a_tenant_rolls_up_until_its_windows_are_empty_then_sleeps() {
 
 #[test]
 fn the_1h_ranking_drops_a_call_at_the_boundary() {
-    let policy = TrendPolicy::default();
-    let mut db = MemSql::new();
-    let mut global = MemSql::new();
+    let (policy, mut db, mut global) = fresh();
     ingest(
         &mut db,
         &[settled("a", "demo", T0 + 10, 1, 5)],
@@ -133,9 +134,7 @@ fn run_alarms_until_idle_before(
 
 #[test]
 fn a_global_object_that_lost_a_tenant_gets_every_bucket_back() {
-    let policy = TrendPolicy::default();
-    let mut db = MemSql::new();
-    let mut global = MemSql::new();
+    let (policy, mut db, mut global) = fresh();
     let evs: Vec<_> = (0..5)
         .map(|h| settled(&format!("e{h}"), "demo", T0 + h * HOUR, 1, 3))
         .collect();
