@@ -1170,12 +1170,144 @@ mod tests {
         assert_eq!(c.proxy.as_ref().unwrap().allowed_methods, ["GET", "POST"]);
     }
 
+    /// Valid configs that between them reach every part of the parser: a paid function with
+    /// both rates, and a proxy with headers and a transform.
+    const FUZZ_SEEDS: [&str; 2] = [
+        r#"{"resourceType":"function","workerName":"demo-fn","plan":"pro",
+            "rateLimit":{"perCaller":"100/60s","global":{"limit":10000,"windowS":3600},"burst":20},
+            "price":{"amountAtomic":"1000","network":"base-sepolia",
+                "asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+                "payTo":"0x1111111111111111111111111111111111111111"},
+            "allowedHosts":["api.example.com","*.data.org"]}"#,
+        r#"{"resourceType":"proxy","plan":"business","rateLimit":{"perCaller":"10/1s","burst":5,"onLimiterFailure":"closed"},
+            "proxy":{"upstreamUrl":"https://api.example.com/v1","allowedMethods":["get","post"],
+            "injectHeaders":[{"name":"x-api-key","secret":"WEATHER_KEY"}],"cacheTtlS":30,
+            "transform":{"select":["a"],"rename":{"a":"b"}}}}"#,
+    ];
+
+    #[test]
+    fn fuzz_seeds_are_valid() {
+        for seed in FUZZ_SEEDS {
+            assert!(parse(seed).is_ok(), "{seed}");
+        }
+    }
+
+    /// One edit of a JSON document, at a node chosen by the property.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(serde_json::Value),
+        Remove,
+        Insert(String, serde_json::Value),
+    }
+
+    /// Field names of the config grammar, so inserted keys also reach the parser's depths.
+    const KEYS: &str =
+        "slug|resourceType|workerName|plan|rateLimit|perCaller|global|limit|windowS|\
+        burst|onLimiterFailure|price|amountAtomic|network|asset|payTo|apiKeyHeader|allowedHosts|\
+        proxy|upstreamUrl|allowedMethods|injectHeaders|name|secret|cacheTtlS|timeoutMs|\
+        maxResponseBytes|transform|select|rename|drop|[a-zA-Z]{1,8}";
+
+    /// Random JSON, biased towards the values the grammar reads: amounts, rates, addresses,
+    /// slugs, URLs.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u32>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[0-9]{0,41}".prop_map(Value::from),
+            "[0-9]{1,6}/[0-9]{0,5}[smhd]?".prop_map(Value::from),
+            "0x[0-9a-fA-F]{38,42}".prop_map(Value::from),
+            "(https?|ftp)://[a-z.*]{0,20}(/[a-z]{0,5})?".prop_map(Value::from),
+            "[a-z0-9-]{0,10}".prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(KEYS, inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn any_edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any_json().prop_map(Edit::Replace),
+            Just(Edit::Remove),
+            (KEYS, any_json()).prop_map(|(k, v)| Edit::Insert(k, v)),
+        ]
+    }
+
+    /// Every JSON pointer into `v`, its root ("") included.
+    fn pointers(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, child) in m {
+                    pointers(child, format!("{at}/{k}"), out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    pointers(child, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    fn apply(doc: &mut serde_json::Value, at: proptest::sample::Index, edit: Edit) {
+        use serde_json::Value;
+        let mut all = Vec::new();
+        pointers(doc, String::new(), &mut all);
+        let ptr = at.get(&all).clone();
+        match edit {
+            Edit::Replace(v) => *doc.pointer_mut(&ptr).unwrap() = v,
+            Edit::Remove => {
+                let Some((parent, last)) = ptr.rsplit_once('/') else {
+                    return;
+                };
+                match doc.pointer_mut(parent).unwrap() {
+                    Value::Object(m) => {
+                        m.remove(last);
+                    }
+                    Value::Array(a) => {
+                        a.remove(last.parse::<usize>().unwrap());
+                    }
+                    _ => {}
+                }
+            }
+            Edit::Insert(k, v) => {
+                if let Some(Value::Object(m)) = doc.pointer_mut(&ptr) {
+                    m.insert(k, v);
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
-        /// Arbitrary bytes and arbitrary JSON-ish documents: a config or a problem, never a
-        /// panic; every accepted config re-validates after a round trip.
+        /// Valid configs with random edits anywhere in them (values replaced by random JSON,
+        /// fields removed or added), and arbitrary JSON-ish documents: a config or a problem,
+        /// never a panic; every accepted config re-validates after a round trip.
         #[test]
-        fn parse_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let _ = TenantConfig::parse(&body, "demo-fn");
+        fn parse_never_panics(
+            seed in proptest::sample::select(FUZZ_SEEDS.to_vec()),
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), any_edit()), 1..5),
+        ) {
+            let mut doc: serde_json::Value = serde_json::from_str(seed).unwrap();
+            for (at, edit) in edits {
+                apply(&mut doc, at, edit);
+            }
+            let body = serde_json::to_vec(&doc).unwrap();
+            if let Ok(c) = TenantConfig::parse(&body, "demo-fn") {
+                let again = serde_json::to_vec(&c).unwrap();
+                proptest::prop_assert_eq!(TenantConfig::parse(&again, "demo-fn").unwrap(), c);
+            }
         }
 
         #[test]

@@ -167,18 +167,19 @@ pub fn tenant_timeout() -> Problem {
 
 /// The tenant's answer could not be buffered: not served, not charged.
 pub fn paid_answer_unreadable(e: ReadError) -> Problem {
-    match e {
-        ReadError::TooLarge => Problem::new(
-            502,
+    let (code, title, detail) = match e {
+        ReadError::TooLarge => (
             "tenant_response_too_large",
             "Tenant answer too large",
-        )
-        .detail(format!(
-            "a paid answer is at most {MAX_PAID_RESPONSE_BYTES} bytes; the call was not charged"
-        )),
-        ReadError::Broken => Problem::new(502, "tenant_worker_failed", "Tenant Worker failed")
-            .detail("the tenant's answer broke off; the call was not charged"),
-    }
+            format!("a paid answer is at most {MAX_PAID_RESPONSE_BYTES} bytes"),
+        ),
+        ReadError::Broken => (
+            "tenant_worker_failed",
+            "Tenant Worker failed",
+            "the tenant's answer broke off".to_owned(),
+        ),
+    };
+    Problem::new(502, code, title).detail(format!("{detail}; the call was not charged"))
 }
 
 pub fn ledger_unavailable() -> Problem {

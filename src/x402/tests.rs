@@ -1029,37 +1029,64 @@ proptest! {
         }
     }
 
-    /// Any authorization alice signs round-trips through both header versions, and
-    /// verifies iff its fields match the offer and the window.
+    /// Any authorization alice signs for the offer inside its window round-trips through
+    /// both header versions and verifies; the same payment with one flaw (another amount, a
+    /// window not yet open or about to close, a field changed after signing, another signer,
+    /// a flipped signature byte) round-trips too and is refused. Both branches, every case.
     #[test]
     fn signed_authorizations_round_trip(
-        value in 0u128..=20_000,
-        after_off in 0u64..1_000,
-        before_off in 0u64..1_000,
+        after_back in 0u64..1_000,
+        before_ahead in VALID_BEFORE_MARGIN_S + 1..1_000,
         nonce in any::<[u8; 32]>(),
         version in prop_oneof![Just(X402Version::V1), Just(X402Version::V2)],
+        flaw in 0u8..6,
+        delta in 1u128..=10_000,
+        at in 0usize..32,
     ) {
         let offer = usdc_offer();
         let alice = TestSigner::alice();
+        let encode = |a: &Authorization, sig: &EvmSignature| match version {
+            X402Version::V1 => v1_json(&offer, a, sig),
+            X402Version::V2 => v2_json(&offer, a, sig),
+        };
         let a = Authorization {
             from: alice.address(),
             to: offer.pay_to,
-            value,
-            valid_after_s: NOW_S - 500 + after_off,
-            valid_before_s: NOW_S - 500 + before_off,
+            value: offer.amount_atomic,
+            valid_after_s: NOW_S - after_back,
+            valid_before_s: NOW_S + before_ahead,
             nonce: B256(nonce),
         };
         let sig = alice.sign_authorization(&offer, &a);
-        let json = match version {
-            X402Version::V1 => v1_json(&offer, &a, &sig),
-            X402Version::V2 => v2_json(&offer, &a, &sig),
-        };
-        let p = decode_json(version, &json).unwrap();
+        let p = decode_json(version, &encode(&a, &sig)).unwrap();
         prop_assert_eq!(p.authorization, a);
-        let expect_ok = value == offer.amount_atomic
-            && a.valid_after_s <= NOW_S
-            && NOW_S + VALID_BEFORE_MARGIN_S < a.valid_before_s;
         let got = verify_locally(&p, &offer, NOW_MS);
-        prop_assert_eq!(got.is_ok(), expect_ok, "{:?}", got);
+        prop_assert!(got.is_ok(), "{:?}", got);
+
+        let resigned = |bad: Authorization| (bad, alice.sign_authorization(&offer, &bad));
+        let (bad, bad_sig) = match flaw {
+            0 if at % 2 == 0 => resigned(Authorization { value: offer.amount_atomic + delta, ..a }),
+            0 => resigned(Authorization { value: offer.amount_atomic - delta.min(offer.amount_atomic), ..a }),
+            1 => resigned(Authorization { valid_after_s: NOW_S + 1 + after_back, ..a }),
+            2 => resigned(Authorization {
+                valid_before_s: NOW_S + VALID_BEFORE_MARGIN_S - before_ahead % 500,
+                ..a
+            }),
+            3 => {
+                let mut changed = nonce;
+                changed[at] ^= 1;
+                (Authorization { nonce: B256(changed), ..a }, sig)
+            }
+            4 => (a, TestSigner::mallory().sign_authorization(&offer, &a)),
+            _ => {
+                let mut flipped = sig;
+                flipped.r[at] ^= 1;
+                (a, flipped)
+            }
+        };
+        let p = decode_json(version, &encode(&bad, &bad_sig)).unwrap();
+        prop_assert_eq!(p.authorization, bad);
+        let got = verify_locally(&p, &offer, NOW_MS);
+        prop_assert!(got.is_err(), "flaw {} verified: {:?}", flaw, got);
     }
 }
