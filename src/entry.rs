@@ -8,7 +8,7 @@
 //! | `/t/{slug}/...` or `{slug}.{PLATFORM_DOMAIN}` | `crate::call` (limit, paywall, dispatch, usage) |
 //! | `/` | the service index |
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::registry::TenantStatus;
 use worker::{event, Context, Env, Request, Response, Result};
 
@@ -28,9 +28,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 }
 
 async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Problem> {
-    let url = req
-        .url()
-        .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
+    let url = req.url().map_err(|_| Problem::new(Code::InvalidUrl))?;
     let host = req
         .headers()
         .get("host")
@@ -52,7 +50,7 @@ async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<R
         Target::Tenant { slug, rest } => {
             let record = registry::existing(env, &slug).await?;
             if record.status == TenantStatus::Suspended {
-                let p = Problem::new(403, "tenant_suspended", "Tenant suspended")
+                let p = Problem::new(Code::TenantSuspended)
                     .detail(format!("tenant {slug:?} is suspended"));
                 return Ok(crate::usage::edge::refuse(
                     &req,

@@ -1,7 +1,7 @@
 //! Which part of the platform a request is for: a tenant (by path or by host), the
 //! platform's own API, or nothing.
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::validate_slug;
 
 pub const PLATFORM_PREFIX: &str = "/__platform";
@@ -56,7 +56,7 @@ pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, 
     if path == "/" {
         return Ok(Target::Index);
     }
-    Err(Problem::new(404, "route_not_found", "No such route")
+    Err(Problem::new(Code::RouteNotFound)
         .detail("tenants are reached at /t/{slug}/... or {slug}.<platform domain>"))
 }
 
@@ -72,10 +72,8 @@ fn tenant_from_host<'h>(host: &'h str, platform_domain: &str) -> Option<&'h str>
 }
 
 fn checked_slug(slug: &str) -> Result<(), Problem> {
-    validate_slug(slug).map_err(|reason| {
-        Problem::new(400, "invalid_slug", "Invalid tenant slug")
-            .detail(format!("the slug {reason}"))
-    })
+    validate_slug(slug)
+        .map_err(|reason| Problem::new(Code::InvalidSlug).detail(format!("the slug {reason}")))
 }
 
 #[cfg(test)]

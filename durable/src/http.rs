@@ -6,7 +6,7 @@ use serde::Serialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response, Result, ScheduledTime, State};
 
-use crate::problem::{Problem, CONTENT_TYPE};
+use crate::problem::{Code, Problem, CONTENT_TYPE};
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response> {
     let text = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -61,10 +61,7 @@ pub async fn read_body(
     req: &mut Request,
     limit: usize,
 ) -> Result<std::result::Result<Vec<u8>, Problem>> {
-    let too_large = || {
-        Problem::new(413, "body_too_large", "Request body too large")
-            .detail(format!("at most {limit} bytes"))
-    };
+    let too_large = || Problem::new(Code::BodyTooLarge).detail(format!("at most {limit} bytes"));
     let declared = req
         .headers()
         .get("content-length")?

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 
 /// Largest accepted config document, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 16 * 1024;
@@ -676,18 +676,15 @@ impl TenantConfig {
     /// which the body must match when it names one.
     pub fn parse(body: &[u8], path_slug: &str) -> Result<TenantConfig, Problem> {
         if body.len() > MAX_CONFIG_BYTES {
-            return Err(
-                Problem::new(413, "body_too_large", "Request body too large").detail(format!(
-                    "a tenant config is at most {MAX_CONFIG_BYTES} bytes"
-                )),
-            );
+            return Err(Problem::new(Code::BodyTooLarge).detail(format!(
+                "a tenant config is at most {MAX_CONFIG_BYTES} bytes"
+            )));
         }
-        let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-            Problem::new(400, "invalid_json", "Body is not valid JSON").detail(e.to_string())
-        })?;
+        let mut value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| Problem::new(Code::InvalidJson).detail(e.to_string()))?;
         let obj = value
             .as_object_mut()
-            .ok_or_else(|| Problem::new(400, "invalid_json", "Body is not a JSON object"))?;
+            .ok_or_else(|| Problem::new(Code::InvalidJson))?;
         match obj.get("slug") {
             None => {
                 obj.insert("slug".into(), serde_json::Value::String(path_slug.into()));

@@ -7,7 +7,7 @@
 //!
 //! Proxy tenants have no Worker: `crate::proxy::edge` serves them, with the same contract.
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{CustomLimits, ResourceType, TenantConfig};
 use worker::js_sys::{Array, Object, Promise, Reflect};
 use worker::wasm_bindgen::prelude::*;
@@ -94,11 +94,11 @@ pub async fn to_tenant(
     let namespace = Reflect::get(env.as_ref(), &DISPATCHER.into())
         .ok()
         .filter(|v| v.is_object())
-        .ok_or_else(|| Problem::new(503, "dispatch_unavailable", "Dispatch namespace not bound"))?
+        .ok_or_else(|| Problem::new(Code::DispatchUnavailable))?
         .unchecked_into::<DispatchNamespace>();
     let forwarded = forward_request(&req, url, rest).map_err(|e| {
         worker::console_error!("building the forwarded request failed: {}", js_message(&e));
-        Problem::new(400, "invalid_request", "Request could not be forwarded")
+        Problem::new(Code::InvalidRequest)
     })?;
     let opts = options(config.plan.limits(), config, call_id)
         .map_err(|_| Problem::internal("building dispatch options"))?;
@@ -113,9 +113,8 @@ pub async fn to_tenant(
         .map_err(|e| tenant_failure(worker_name, &e))?;
     let answer: web_sys::Response = answer
         .dyn_into()
-        .map_err(|_| Problem::new(502, "tenant_worker_failed", "Tenant Worker failed"))?;
-    stream_back(answer)
-        .map_err(|_| Problem::new(502, "tenant_worker_failed", "Tenant Worker failed"))
+        .map_err(|_| Problem::new(Code::TenantWorkerFailed))?;
+    stream_back(answer).map_err(|_| Problem::new(Code::TenantWorkerFailed))
 }
 
 /// The namespace throws `Worker not found` for a script it does not hold; anything else
@@ -124,10 +123,10 @@ fn tenant_failure(worker_name: &str, e: &JsValue) -> Problem {
     let message = js_message(e);
     worker::console_error!("dispatch to {worker_name} failed: {message}");
     if message.to_ascii_lowercase().contains("worker not found") {
-        Problem::new(502, "tenant_worker_missing", "Tenant Worker not deployed")
+        Problem::new(Code::TenantWorkerMissing)
             .detail("the tenant's Worker is not in the dispatch namespace")
     } else {
-        Problem::new(502, "tenant_worker_failed", "Tenant Worker failed")
+        Problem::new(Code::TenantWorkerFailed)
     }
 }
 

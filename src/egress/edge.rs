@@ -13,7 +13,7 @@
 //! Each subrequest is one JSON log line `{"egress": {tenant, callId, host, allowed, code}}`:
 //! the record a call's usage event counts its subrequests from.
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use worker::js_sys::{Object, Reflect, JSON};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
@@ -49,16 +49,14 @@ pub async fn handle(req: Request, env: &Env) -> Response {
         EgressRecord::new(&params, &url, &decision).to_log_line()
     );
     let outcome = match decision {
-        EgressDecision::Deny(d) => {
-            Err(Problem::new(d.status(), d.code(), "Outbound request refused").detail(d.reason()))
-        }
+        EgressDecision::Deny(d) => Err(Problem::new(d.code()).detail(d.reason())),
         EgressDecision::Allow => forward(inner).await.map_err(|e| {
             worker::console_error!(
                 "egress for {} failed: {}",
                 params.tenant,
                 e.as_string().unwrap_or_default()
             );
-            Problem::new(502, "egress_fetch_failed", "Outbound request failed")
+            Problem::new(Code::EgressFetchFailed)
         }),
     };
     let (mut response, marker) = match outcome {

@@ -20,6 +20,7 @@
 //! loopback IP literals (the local platform domain is `localhost`, so step 2 still refuses
 //! the name `localhost` there; the upstream fakes listen on `127.0.0.1`).
 
+use claw_durable::problem::Code;
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
 
@@ -49,21 +50,21 @@ pub enum EgressDenial {
 
 impl EgressDenial {
     /// Stable code for the outbound Worker's 403 problem.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            EgressDenial::InvalidUrl => "egress_invalid_url",
-            EgressDenial::Scheme(_) => "egress_scheme_refused",
-            EgressDenial::Userinfo => "egress_userinfo_refused",
-            EgressDenial::PlatformHost(_) => "egress_platform_refused",
-            EgressDenial::Blocked { .. } => "egress_host_refused",
-            EgressDenial::IpLiteral(_) => "egress_ip_literal_refused",
-            EgressDenial::NotAllowed(_) => "egress_host_not_allowed",
+            EgressDenial::InvalidUrl => Code::EgressInvalidUrl,
+            EgressDenial::Scheme(_) => Code::EgressSchemeRefused,
+            EgressDenial::Userinfo => Code::EgressUserinfoRefused,
+            EgressDenial::PlatformHost(_) => Code::EgressPlatformRefused,
+            EgressDenial::Blocked { .. } => Code::EgressHostRefused,
+            EgressDenial::IpLiteral(_) => Code::EgressIpLiteralRefused,
+            EgressDenial::NotAllowed(_) => Code::EgressHostNotAllowed,
         }
     }
 
     /// The tenant's Worker asked for something its config does not allow: 403.
     pub fn status(&self) -> u16 {
-        403
+        self.code().status()
     }
 
     pub fn reason(&self) -> String {
@@ -203,7 +204,7 @@ impl<'a> EgressRecord<'a> {
             allowed: *decision == EgressDecision::Allow,
             code: match decision {
                 EgressDecision::Allow => None,
-                EgressDecision::Deny(d) => Some(d.code()),
+                EgressDecision::Deny(d) => Some(d.code().as_str()),
             },
         }
     }
@@ -251,7 +252,7 @@ mod tests {
 
     fn denied(allowed: &[&str], url: &str) -> &'static str {
         match decide(allowed, url) {
-            EgressDecision::Deny(d) => d.code(),
+            EgressDecision::Deny(d) => d.code().as_str(),
             EgressDecision::Allow => "allowed",
         }
     }
@@ -368,7 +369,7 @@ mod tests {
             };
             match egress_decision(&allowed, url, &p) {
                 EgressDecision::Allow => "allowed",
-                EgressDecision::Deny(d) => d.code(),
+                EgressDecision::Deny(d) => d.code().as_str(),
             }
         };
         for url in [

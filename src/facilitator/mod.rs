@@ -4,7 +4,7 @@
 //! exchange can fail ([`FacilitatorFailure`]: never served), and the HTTP client with its
 //! deadline (`edge`, wasm only).
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
@@ -37,48 +37,30 @@ pub enum FacilitatorFailure {
 
 impl FacilitatorFailure {
     /// Stable code, also the `errorReason` of a failed payment-response header.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            FacilitatorFailure::Timeout => "facilitator_timeout",
+            FacilitatorFailure::Timeout => Code::FacilitatorTimeout,
             FacilitatorFailure::Unreachable | FacilitatorFailure::Status(_) => {
-                "facilitator_unavailable"
+                Code::FacilitatorUnavailable
             }
-            FacilitatorFailure::BadResponse(_) => "facilitator_bad_response",
+            FacilitatorFailure::BadResponse(_) => Code::FacilitatorBadResponse,
         }
     }
 
     pub fn to_problem(&self, step: &str) -> Problem {
-        match self {
-            FacilitatorFailure::Timeout => {
-                Problem::new(504, "facilitator_timeout", "Payment facilitator timed out")
-                    .detail(format!("no {step} answer in time; the call was not served"))
+        let detail = match self {
+            FacilitatorFailure::Timeout => format!("no {step} answer in time"),
+            FacilitatorFailure::Unreachable => {
+                format!("the facilitator could not be reached for {step}")
             }
-            FacilitatorFailure::Unreachable => Problem::new(
-                502,
-                "facilitator_unavailable",
-                "Payment facilitator unavailable",
-            )
-            .detail(format!(
-                "the facilitator could not be reached for {step}; the call was not served"
-            )),
-            FacilitatorFailure::Status(s) => Problem::new(
-                502,
-                "facilitator_unavailable",
-                "Payment facilitator unavailable",
-            )
-            .detail(format!(
-                "the facilitator answered {step} with HTTP {s}; the call was not served"
-            )),
-            FacilitatorFailure::BadResponse(e) => Problem::new(
-                502,
-                "facilitator_bad_response",
-                "Payment facilitator failed",
-            )
-            .detail(format!("{step}: {e}; the call was not served")),
-        }
+            FacilitatorFailure::Status(s) => {
+                format!("the facilitator answered {step} with HTTP {s}")
+            }
+            FacilitatorFailure::BadResponse(e) => format!("{step}: {e}"),
+        };
+        Problem::new(self.code()).detail(format!("{detail}; the call was not served"))
     }
 }
-
 /// Reads `POST /verify`'s answer. 2xx must be a verify answer; a 4xx is accepted only when
 /// it carries one saying the payment is invalid (some facilitators answer 400 so); anything
 /// else is a failure.

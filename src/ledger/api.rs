@@ -4,7 +4,7 @@
 //! object in its wire type (`claw_durable::ledger::wire`).
 
 use claw_durable::ledger::wire::{PostPayoutRequest, VoidPayoutRequest};
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::registry::TenantPage;
 use futures::future::join_all;
 use serde_json::{json, Value};
@@ -83,9 +83,7 @@ fn route_slug(route: &LedgerRoute) -> Option<&str> {
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(body).map_err(|e| {
-        Problem::new(400, "invalid_body", "Invalid request body").detail(e.to_string())
-    })
+    serde_json::from_slice(body).map_err(|e| Problem::new(Code::InvalidBody).detail(e.to_string()))
 }
 
 /// One request to `slug`'s ledger, its answer passed on as it is.
@@ -131,7 +129,7 @@ async fn all_earnings(env: &Env, query: Option<&str>) -> Result<Response, Proble
                 rows.push(json!({"slug": slug, "earnings": a.body}));
             }
             Ok(a) => {
-                rows.push(json!({"slug": slug, "error": a.problem().map(|p| p.code.into_owned())}))
+                rows.push(json!({"slug": slug, "error": a.problem().map(|p| p.code.as_str())}))
             }
             Err(e) => {
                 worker::console_error!("earnings of {slug}: {}", e.0);

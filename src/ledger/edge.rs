@@ -2,7 +2,7 @@
 //! by the tenant's slug, spoken to over its internal fetch protocol
 //! (`claw_durable::ledger::wire`: one type per body, shared with the object).
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use serde_json::Value;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Method};
@@ -75,7 +75,7 @@ pub fn to_response(answer: &LedgerAnswer) -> Result<worker::Response, Problem> {
 
 pub fn unavailable(e: &Unreachable) -> Problem {
     worker::console_error!("ledger_unavailable: {}", e.0);
-    Problem::new(503, "ledger_unavailable", "Settlement ledger unavailable")
+    Problem::new(Code::LedgerUnavailable)
 }
 
 /// A wire request's JSON. The wire types are plain strings, integers and booleans:

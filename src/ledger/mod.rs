@@ -17,7 +17,7 @@ pub mod api;
 pub mod edge;
 
 use claw_durable::ledger::wire::PayoutRequest;
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{parse_atomic_amount, validate_slug};
 use serde::Deserialize;
 use serde_json::Value;
@@ -60,19 +60,13 @@ pub fn idempotency_key(header: Option<&str>) -> Result<String, Problem> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
-            Problem::new(
-                400,
-                "idempotency_key_required",
-                "Idempotency-Key header required",
-            )
-            .detail("creating a payout needs an Idempotency-Key header, reused on every retry")
+            Problem::new(Code::IdempotencyKeyRequired)
+                .detail("creating a payout needs an Idempotency-Key header, reused on every retry")
         })?;
     if key.len() > MAX_IDEMPOTENCY_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(
-            Problem::new(400, "invalid_idempotency_key", "Invalid Idempotency-Key").detail(
-                format!("1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes of printable ASCII, no spaces"),
-            ),
-        );
+        return Err(Problem::new(Code::InvalidIdempotencyKey).detail(format!(
+            "1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes of printable ASCII, no spaces"
+        )));
     }
     Ok(key.to_owned())
 }
@@ -89,13 +83,11 @@ struct PayoutBody {
 /// same key with any other body is a different request: 422 `idempotency_key_reused`).
 pub fn payout_request(body: &[u8], key: &str) -> Result<PayoutRequest, Problem> {
     if body.len() > MAX_PAYOUT_BODY_BYTES {
-        return Err(
-            Problem::new(413, "body_too_large", "Request body too large")
-                .detail(format!("at most {MAX_PAYOUT_BODY_BYTES} bytes")),
-        );
+        return Err(Problem::new(Code::BodyTooLarge)
+            .detail(format!("at most {MAX_PAYOUT_BODY_BYTES} bytes")));
     }
     let req: PayoutBody = serde_json::from_slice(body).map_err(|e| {
-        Problem::new(400, "invalid_body", "Invalid request body").detail(format!(
+        Problem::new(Code::InvalidBody).detail(format!(
             "expected {{\"amount\": \"<atomic units>\", \"destination\": \"0x...\"}}: {e}"
         ))
     })?;
@@ -117,9 +109,7 @@ pub struct EarningsPageQuery {
 }
 
 fn invalid_query(field: &str, detail: String) -> Problem {
-    Problem::new(400, "invalid_query", "Invalid query parameter")
-        .field(field)
-        .detail(detail)
+    Problem::new(Code::InvalidQuery).field(field).detail(detail)
 }
 
 pub fn earnings_page_query(query: Option<&str>) -> Result<EarningsPageQuery, Problem> {

@@ -34,7 +34,7 @@ use claw_durable::limiter::headers::{ratelimit, ratelimit_policy, retry_after};
 use claw_durable::limiter::identity::{caller_key, caller_object_name, global_object_name};
 use claw_durable::limiter::shard::{global_shard_count, global_shard_policy, shard_for_sequence};
 use claw_durable::limiter::{caller_policy, CheckRequest, Decision, LimiterError};
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{FailureMode, Rate, TenantConfig};
 
 use crate::x402::{decode_payment_header, select_payment_header};
@@ -133,7 +133,7 @@ pub fn unavailable(caller_key: String) -> Refusal {
     Refusal {
         caller_key,
         reason: RefusalReason::Unavailable,
-        problem: Problem::new(503, "rate_limiter_unavailable", "Rate limiter unavailable").detail(
+        problem: Problem::new(Code::RateLimiterUnavailable).detail(
             "the rate limiter could not be reached and this tenant fails closed; retry shortly",
         ),
         headers: Vec::new(),
@@ -284,7 +284,7 @@ impl LimitPlan {
         Verdict::Refuse(Refusal {
             caller_key: self.caller_key.clone(),
             reason: RefusalReason::RateLimited(scope),
-            problem: Problem::new(429, "rate_limited", "Too many requests").detail(detail),
+            problem: Problem::new(Code::RateLimited).detail(detail),
             headers,
         })
     }

@@ -9,7 +9,7 @@
 //! A free tenant (no price) goes straight to dispatch.
 
 use claw_durable::ledger::wire::{ReserveRequest, SettleRequest, VoidRequest};
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{Price, TenantConfig};
 use worker::{Env, Headers, Method, Request, Response, ResponseBuilder, Url};
 
@@ -164,15 +164,15 @@ async fn paid_call(
             let outcome = match settled {
                 Ok(s) => check_settle_response(&s, &payment),
                 Err(f) => {
-                    void(env, slug, &accepted, &void_reason("settle", f.code())).await;
-                    usage.record().settlement_failed(f.code());
+                    void(env, slug, &accepted, &void_reason("settle", &f.code())).await;
+                    usage.record().settlement_failed(&f.code());
                     return Ok(settle_failure(&f, version, &accepted));
                 }
             };
             match outcome {
                 Ok(s) => s,
                 Err(e) => {
-                    void(env, slug, &accepted, &void_reason("settle", e.code())).await;
+                    void(env, slug, &accepted, &void_reason("settle", &e.code())).await;
                     usage.record().settlement_failed(settle_reason(&e));
                     return Ok(settle_refused(&offer, version, &accepted, &e));
                 }
@@ -183,13 +183,13 @@ async fn paid_call(
     // 6. Record, then answer with the receipt.
     match record(env, slug, &accepted, &settlement, config.plan.fee_bps()).await {
         Recorded::Yes => {}
-        Recorded::Refused(p) => {
+        Recorded::Refused(p, reason) => {
             // The ledger refuses this settlement (e.g. a transaction hash that already
             // settled another payment): not a valid settlement, not served.
-            void(env, slug, &accepted, &void_reason("record", &p.code)).await;
-            usage.record().settlement_failed(&p.code);
+            void(env, slug, &accepted, &void_reason("record", &reason)).await;
+            usage.record().settlement_failed(&reason);
             let mut resp = respond::problem(&p);
-            set_failure_header(&mut resp, version, &accepted, &p.code);
+            set_failure_header(&mut resp, version, &accepted, &reason);
             return Ok(resp);
         }
         Recorded::Unknown => {
@@ -219,7 +219,7 @@ fn challenge(offer: &Offer, refusal: Option<&X402Error>) -> Response {
 
 /// [`refuse`], reported to the usage record as a failed verification.
 fn refuse_recorded(usage: &mut Usage, offer: &Offer, e: &X402Error) -> Response {
-    usage.record().verify_failed(e.code());
+    usage.record().verify_failed(&e.code());
     refuse(offer, e)
 }
 
@@ -270,14 +270,14 @@ fn settle_reason(e: &X402Error) -> &str {
         X402Error::SettlementFailed {
             reason: Some(reason),
         } => reason.as_str(),
-        _ => e.code(),
+        _ => e.code().as_str(),
     }
 }
 
 /// The facilitator could not settle (down, slow, garbage): not served.
 fn settle_failure(f: &FacilitatorFailure, version: X402Version, a: &AcceptedPayment) -> Response {
     let mut resp = respond::problem(&f.to_problem("settle"));
-    set_failure_header(&mut resp, version, a, f.code());
+    set_failure_header(&mut resp, version, a, &f.code());
     resp
 }
 
@@ -321,7 +321,8 @@ async fn void(env: &Env, slug: &str, a: &AcceptedPayment, reason: &str) {
 
 enum Recorded {
     Yes,
-    Refused(Problem),
+    /// The answer to give, and the ledger's reason (the payment response's `errorReason`).
+    Refused(Problem, Code),
     Unknown,
 }
 
@@ -348,9 +349,12 @@ async fn record(
         match ledger::call(env, slug, Method::Post, "/payments/settle", sent).await {
             Ok(LedgerAnswer { status: 200, .. }) => return Recorded::Yes,
             Ok(answer) if (400..500).contains(&answer.status) => {
-                let p = settle_refusal(answer.problem());
-                worker::console_error!("settle {}: ledger refused: {}", a.idempotency_key, p.code);
-                return Recorded::Refused(p);
+                let ledger_problem = answer.problem();
+                let reason = ledger_problem
+                    .as_ref()
+                    .map_or(Code::SettlementNotRecorded, |p| p.code);
+                worker::console_error!("settle {}: ledger refused: {reason}", a.idempotency_key);
+                return Recorded::Refused(settle_refusal(ledger_problem.as_ref()), reason);
             }
             Ok(answer) => worker::console_error!(
                 "settle {} (attempt {attempt}): ledger answered {}",

@@ -15,11 +15,12 @@
 #[cfg(target_arch = "wasm32")]
 pub mod edge;
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use url::Url;
 
 use crate::facilitator::{DEFAULT_FACILITATOR_TIMEOUT_MS, MAX_FACILITATOR_TIMEOUT_MS};
 use crate::http::capped::ReadError;
+use claw_durable::ledger::RESERVATION_TTL_MS;
 
 /// A paid answer is buffered before it is settled (as the reference servers do), so it is
 /// bounded: a tenant answer larger than this is not served and not charged.
@@ -29,6 +30,11 @@ pub const MAX_PAID_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// most [`MAX_FACILITATOR_TIMEOUT_MS`] each, a paid call holds its reservation well under
 /// the ledger's 15-minute sweep (`claw_durable::ledger::RESERVATION_TTL_MS`).
 pub const TENANT_DEADLINE_MS: u32 = 5 * 60 * 1_000;
+// A live paid call (verify, dispatch, settle: each at its longest) always ends before the
+// ledger's sweep may touch its reservation, with a minute to spare for the ledger calls.
+const _: () = assert!(
+    TENANT_DEADLINE_MS as i64 + 2 * MAX_FACILITATOR_TIMEOUT_MS as i64 + 60_000 < RESERVATION_TTL_MS
+);
 /// Set to `true` on an answer that was paid for (settled and recorded).
 pub const CHARGED_HEADER: &str = "x-claw-charged";
 /// Env value that enables the local verifier when no facilitator is configured.
@@ -45,7 +51,7 @@ pub enum Verifier {
 }
 
 fn unavailable(detail: &str) -> Problem {
-    Problem::new(503, "payments_unavailable", "Payments are not available").detail(detail)
+    Problem::new(Code::PaymentsUnavailable).detail(detail)
 }
 
 /// The verifier in force, from the Worker's variables. Fail closed: without a facilitator
@@ -132,58 +138,46 @@ pub fn reserve_refusal(ledger_status: u16, ledger_problem: Option<Problem>) -> P
                 }
                 _ => "this payment's nonce was already used by a different payment",
             };
-            Problem {
-                detail: Some(detail.to_owned()),
-                ..p
-            }
+            p.detail(detail)
         }
         _ => ledger_unavailable(),
     }
 }
 
 /// The ledger refused to record a settlement (4xx: e.g. a transaction hash that already
-/// settled another payment): not a valid settlement, so the call is not served. The
-/// ledger's own code is kept; the status is 502 (the ledger, not the caller, refused).
-pub fn settle_refusal(ledger_problem: Option<Problem>) -> Problem {
-    let p = ledger_problem
-        .unwrap_or_else(|| Problem::new(502, "settlement_not_recorded", "Settlement not recorded"));
-    let detail = format!(
-        "the ledger refused the settlement ({}); the call was not served",
-        p.code
-    );
-    Problem {
-        status: 502,
-        detail: Some(detail),
-        ..p
-    }
+/// settled another payment): not a valid settlement, so the call is not served. The answer
+/// is 502 `settlement_not_recorded`; the detail names the ledger's own code.
+pub fn settle_refusal(ledger_problem: Option<&Problem>) -> Problem {
+    let why = ledger_problem.map_or("an unreadable answer", |p| p.code.as_str());
+    Problem::new(Code::SettlementNotRecorded).detail(format!(
+        "the ledger refused the settlement ({why}); the call was not served"
+    ))
 }
 
 /// No complete tenant answer within [`TENANT_DEADLINE_MS`]: not served, not charged.
 pub fn tenant_timeout() -> Problem {
-    Problem::new(504, "tenant_timeout", "Tenant did not answer in time").detail(format!(
+    Problem::new(Code::TenantTimeout).detail(format!(
         "no complete answer within {TENANT_DEADLINE_MS} ms; the call was not charged"
     ))
 }
 
 /// The tenant's answer could not be buffered: not served, not charged.
 pub fn paid_answer_unreadable(e: ReadError) -> Problem {
-    let (code, title, detail) = match e {
+    let (code, detail) = match e {
         ReadError::TooLarge => (
-            "tenant_response_too_large",
-            "Tenant answer too large",
+            Code::TenantResponseTooLarge,
             format!("a paid answer is at most {MAX_PAID_RESPONSE_BYTES} bytes"),
         ),
         ReadError::Broken => (
-            "tenant_worker_failed",
-            "Tenant Worker failed",
+            Code::TenantWorkerFailed,
             "the tenant's answer broke off".to_owned(),
         ),
     };
-    Problem::new(502, code, title).detail(format!("{detail}; the call was not charged"))
+    Problem::new(code).detail(format!("{detail}; the call was not charged"))
 }
 
 pub fn ledger_unavailable() -> Problem {
-    Problem::new(503, "ledger_unavailable", "Settlement ledger unavailable")
+    Problem::new(Code::LedgerUnavailable)
         .detail("the payment could not be recorded; the call was not served")
 }
 
@@ -193,10 +187,10 @@ mod tests {
 
     #[test]
     fn fail_closed_without_a_facilitator_or_the_override() {
-        let code = |r: Result<Verifier, Problem>| r.map_err(|p| (p.status, p.code)).err();
+        let code = |r: Result<Verifier, Problem>| r.map_err(|p| (p.status, p.code.as_str())).err();
         assert_eq!(
             code(verifier(None, None, None)),
-            Some((503, "payments_unavailable".into()))
+            Some((503, "payments_unavailable"))
         );
         for not_true in ["", "1", "yes", "TRUE", "false"] {
             assert!(verifier(None, None, Some(not_true)).is_err(), "{not_true}");
@@ -252,11 +246,11 @@ mod tests {
 
     #[test]
     fn ledger_refusals_pass_through_with_a_clear_detail() {
-        let p = Problem::new(409, "payment_already_settled", "Payment already settled");
+        let p = Problem::new(Code::PaymentAlreadySettled);
         let r = reserve_refusal(409, Some(p));
         assert_eq!((r.status, &*r.code), (409, "payment_already_settled"));
         assert!(r.detail.unwrap().contains("sign a new one"));
-        let reused = Problem::new(422, "payment_key_reused", "Payment key reused");
+        let reused = Problem::new(Code::PaymentKeyReused);
         assert_eq!(reserve_refusal(422, Some(reused)).status, 422);
         // Anything else: the ledger is not usable, the call is not served.
         let internal = Problem::internal("boom");
@@ -269,13 +263,10 @@ mod tests {
 
     #[test]
     fn ledger_refusals_of_a_settlement_are_502_with_the_ledger_code() {
-        let p = settle_refusal(Some(Problem::new(
-            409,
-            "transaction_already_recorded",
-            "Transaction already recorded",
-        )));
-        assert_eq!((p.status, &*p.code), (502, "transaction_already_recorded"));
-        assert!(p.detail.unwrap().contains("not served"));
+        let p = settle_refusal(Some(&Problem::new(Code::TransactionAlreadyRecorded)));
+        assert_eq!((p.status, &*p.code), (502, "settlement_not_recorded"));
+        let detail = p.detail.unwrap();
+        assert!(detail.contains("transaction_already_recorded") && detail.contains("not served"));
         assert_eq!(settle_refusal(None).code, "settlement_not_recorded");
     }
 

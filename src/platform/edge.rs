@@ -1,7 +1,7 @@
 //! The platform API's glue: find the route ([`super::route`]), check its token (the one
 //! place bearer tokens are compared), check its parameters, and hand it to its room.
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use worker::{Env, Request, Response};
 
 use super::auth::bearer_matches;
@@ -39,7 +39,7 @@ pub async fn handle(
 }
 
 fn unauthorized() -> Problem {
-    Problem::new(401, "unauthorized", "Missing or wrong bearer token")
+    Problem::new(Code::Unauthorized)
 }
 
 /// The bearer check of every platform route. A token that is not configured closes its

@@ -17,7 +17,7 @@
 //! | [`Access::Analytics`] | `PLATFORM_ANALYTICS_TOKEN` | yes |
 //! | [`Access::EventsFeed`] | the analytics token, none if `PLATFORM_EVENTS_PUBLIC=true` | yes |
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::validate_slug;
 
 pub mod auth;
@@ -290,16 +290,15 @@ pub fn route(method: &str, rest: &str) -> Result<Lookup, Problem> {
 }
 
 pub fn not_found() -> Problem {
-    Problem::new(404, "route_not_found", "No such platform route")
+    Problem::new(Code::RouteNotFound)
 }
 
 pub fn method_not_allowed(method: &str, rest: &str) -> Problem {
-    Problem::new(405, "method_not_allowed", "Method not allowed")
-        .detail(format!("{method} is not allowed on {rest}"))
+    Problem::new(Code::MethodNotAllowed).detail(format!("{method} is not allowed on {rest}"))
 }
 
 pub fn invalid_slug(reason: impl Into<String>) -> Problem {
-    Problem::new(400, "invalid_slug", "Invalid tenant slug").detail(reason)
+    Problem::new(Code::InvalidSlug).detail(reason)
 }
 
 fn check_slug(s: &str) -> Result<(), Problem> {
@@ -314,8 +313,7 @@ fn check_payout_id(s: &str) -> Result<(), Problem> {
     if ok {
         Ok(())
     } else {
-        Err(Problem::new(404, "payout_not_found", "Payout not found")
-            .detail("payout ids look like po_<number>"))
+        Err(Problem::new(Code::PayoutNotFound).detail("payout ids look like po_<number>"))
     }
 }
 

@@ -14,7 +14,7 @@ fn code(method: &str, rest: &str) -> (u16, String) {
         Err(p) => Err(p),
     };
     let p = r.expect_err("a refusal");
-    (p.status, p.code.into_owned())
+    (p.status, p.code.as_str().to_owned())
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{ProxyConfig, TenantConfig};
 use worker::js_sys::{Function, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
@@ -405,7 +405,7 @@ fn respond_with(
     ));
     build_response(status, &headers, &body).map_err(|_| {
         worker::console_error!("proxy {slug}: building the response failed");
-        Problem::new(502, "upstream_response_invalid", "Bad upstream response")
+        Problem::new(Code::UpstreamResponseInvalid)
     })
 }
 

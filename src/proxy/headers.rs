@@ -35,6 +35,7 @@
 //! (`content-length`, `content-encoding`, `content-range`, `etag`, `content-md5`, `digest`,
 //! `content-digest`, `repr-digest`).
 
+use claw_durable::problem::Code;
 use claw_durable::tenant::InjectedHeader;
 use thiserror::Error;
 
@@ -93,14 +94,14 @@ pub enum HeaderError {
 }
 
 impl HeaderError {
-    pub fn code(&self) -> &'static str {
-        "upstream_credentials_invalid"
+    pub fn code(&self) -> Code {
+        Code::UpstreamCredentialsInvalid
     }
 
     /// The tenant's setup is broken; the caller is not at fault: 502. The problem's detail
     /// should stay generic (the secret's name is for the logs).
     pub fn status(&self) -> u16 {
-        502
+        self.code().status()
     }
 }
 

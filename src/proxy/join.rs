@@ -25,6 +25,7 @@
 //!   controls, space, backslash, non-ASCII, `"`, `#`, `<`, `>`, `'` or a bad `%` escape.
 //! - There is never a fragment; the whole URL is at most [`MAX_UPSTREAM_URL_BYTES`].
 
+use claw_durable::problem::Code;
 use thiserror::Error;
 use url::Url;
 
@@ -49,23 +50,19 @@ pub enum JoinError {
 
 impl JoinError {
     /// Stable problem code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            JoinError::InvalidBase(_) => "upstream_config_invalid",
-            JoinError::DotSegment => "path_traversal",
-            JoinError::InvalidPath(_) => "invalid_path",
-            JoinError::InvalidQuery(_) => "invalid_query",
-            JoinError::TooLong => "uri_too_long",
+            JoinError::InvalidBase(_) => Code::UpstreamConfigInvalid,
+            JoinError::DotSegment => Code::PathTraversal,
+            JoinError::InvalidPath(_) => Code::InvalidPath,
+            JoinError::InvalidQuery(_) => Code::InvalidQuery,
+            JoinError::TooLong => Code::UriTooLong,
         }
     }
 
     /// Suggested HTTP status: a bad base is the tenant's fault seen from the caller (502).
     pub fn status(&self) -> u16 {
-        match self {
-            JoinError::InvalidBase(_) => 502,
-            JoinError::TooLong => 414,
-            _ => 400,
-        }
+        self.code().status()
     }
 }
 
@@ -542,7 +539,10 @@ mod tests {
     #[test]
     fn codes_and_statuses() {
         assert_eq!(
-            (JoinError::DotSegment.code(), JoinError::DotSegment.status()),
+            (
+                JoinError::DotSegment.code().as_str(),
+                JoinError::DotSegment.status()
+            ),
             ("path_traversal", 400)
         );
         assert_eq!(JoinError::TooLong.status(), 414);

@@ -3,6 +3,7 @@
 //! Methods are case-sensitive (RFC 9110 9.1); config validation uppercases the list, and a
 //! caller's `get` is not `GET`. `HEAD` is not implied by `GET`: the list is what is allowed.
 
+use claw_durable::problem::Code;
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -14,11 +15,11 @@ pub struct MethodNotAllowed {
 }
 
 impl MethodNotAllowed {
-    pub fn code(&self) -> &'static str {
-        "method_not_allowed"
+    pub fn code(&self) -> Code {
+        Code::MethodNotAllowed
     }
     pub fn status(&self) -> u16 {
-        405
+        self.code().status()
     }
 }
 
@@ -60,7 +61,7 @@ mod tests {
         for m in ["HEAD", "get", "DELETE", "", "GET "] {
             let e = check_method(m, &allowed).unwrap_err();
             assert_eq!(e.allow, "GET, POST", "{m}");
-            assert_eq!((e.code(), e.status()), ("method_not_allowed", 405));
+            assert_eq!((e.code().as_str(), e.status()), ("method_not_allowed", 405));
         }
         assert_eq!(allow_header(&list(&["GET"])), "GET");
         let long = "X".repeat(1000);

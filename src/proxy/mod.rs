@@ -29,7 +29,7 @@ pub mod ssrf;
 pub mod transform;
 pub mod upstream;
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::ProxyConfig;
 use thiserror::Error;
 
@@ -55,7 +55,7 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             ProxyError::Join(e) => e.code(),
             ProxyError::Ssrf(e) => e.code(),
@@ -67,37 +67,23 @@ impl ProxyError {
     }
 
     pub fn status(&self) -> u16 {
-        match self {
-            ProxyError::Join(e) => e.status(),
-            ProxyError::Ssrf(e) => e.status(),
-            ProxyError::Method(e) => e.status(),
-            ProxyError::Header(e) => e.status(),
-            ProxyError::Transform(e) => e.status(),
-            ProxyError::Upstream(e) => e.status(),
-        }
+        self.code().status()
     }
 
     /// The caller-facing problem. Details about the tenant's setup (upstream host, secret
     /// names) stay out of it: log `self` for those.
     pub fn to_problem(&self) -> Problem {
-        let (title, detail) = match self {
-            ProxyError::Join(JoinError::InvalidBase(_)) | ProxyError::Ssrf(_) => (
-                "Upstream not reachable",
-                "the tenant's upstream URL is not allowed by the platform".to_owned(),
-            ),
-            ProxyError::Join(e) => ("Invalid request URL", e.to_string()),
-            ProxyError::Method(e) => ("Method not allowed", e.to_string()),
-            ProxyError::Header(_) => (
-                "Upstream credentials misconfigured",
-                "the tenant's upstream credentials are not set up".to_owned(),
-            ),
-            ProxyError::Transform(e) => ("Bad upstream response", e.to_string()),
-            ProxyError::Upstream(e @ UpstreamError::Timeout { .. }) => {
-                ("Upstream timed out", e.to_string())
+        let detail = match self {
+            ProxyError::Join(JoinError::InvalidBase(_)) | ProxyError::Ssrf(_) => {
+                "the tenant's upstream URL is not allowed by the platform".to_owned()
             }
-            ProxyError::Upstream(e) => ("Bad upstream response", e.to_string()),
+            ProxyError::Header(_) => "the tenant's upstream credentials are not set up".to_owned(),
+            ProxyError::Join(e) => e.to_string(),
+            ProxyError::Method(e) => e.to_string(),
+            ProxyError::Transform(e) => e.to_string(),
+            ProxyError::Upstream(e) => e.to_string(),
         };
-        Problem::new(self.status(), self.code(), title).detail(detail)
+        Problem::new(self.code()).detail(detail)
     }
 
     /// The `Allow` header value the 405 must carry.
@@ -227,15 +213,21 @@ mod tests {
             Ok("https://api.x.com/v1/a/b?c=d")
         );
         let e = upstream_url(&c, "/a/%2e%2e/b", None, &policy()).unwrap_err();
-        assert_eq!((e.status(), e.code()), (400, "path_traversal"));
+        assert_eq!((e.status(), e.code().as_str()), (400, "path_traversal"));
         let e = upstream_url(&config("https://127.0.0.1/"), "/", None, &policy()).unwrap_err();
-        assert_eq!((e.status(), e.code()), (502, "upstream_host_refused"));
+        assert_eq!(
+            (e.status(), e.code().as_str()),
+            (502, "upstream_host_refused")
+        );
         let p = e.to_problem();
         assert!(!p.detail.unwrap_or_default().contains("127.0.0.1"));
         let e = upstream_url(&config("https://x.402claw.dev/"), "/", None, &policy()).unwrap_err();
         assert_eq!(e.code(), "upstream_is_platform");
         let e = upstream_url(&config("ftp://x.com"), "/", None, &policy()).unwrap_err();
-        assert_eq!((e.status(), e.code()), (502, "upstream_config_invalid"));
+        assert_eq!(
+            (e.status(), e.code().as_str()),
+            (502, "upstream_config_invalid")
+        );
     }
 
     #[test]
@@ -332,7 +324,7 @@ mod tests {
         let p = e.to_problem();
         assert_eq!((p.status, p.code.as_ref()), (504, "upstream_timeout"));
         let e: ProxyError = UpstreamError::TooLarge { max_bytes: 10 }.into();
-        assert_eq!((e.status(), e.code()), (502, "upstream_too_large"));
+        assert_eq!((e.status(), e.code().as_str()), (502, "upstream_too_large"));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! never a private network or the platform's own origin. IP literals and known names are
 //! what we check, as defense in depth and for the local runtime, where the network is real.
 
+use claw_durable::problem::Code;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
@@ -143,20 +144,20 @@ pub enum SsrfError {
 
 impl SsrfError {
     /// Stable problem code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            SsrfError::InvalidUrl | SsrfError::NoHost => "upstream_url_invalid",
-            SsrfError::Scheme(_) => "upstream_scheme_refused",
-            SsrfError::Userinfo => "upstream_userinfo_refused",
-            SsrfError::Blocked { .. } => "upstream_host_refused",
-            SsrfError::PlatformHost(_) => "upstream_is_platform",
+            SsrfError::InvalidUrl | SsrfError::NoHost => Code::UpstreamUrlInvalid,
+            SsrfError::Scheme(_) => Code::UpstreamSchemeRefused,
+            SsrfError::Userinfo => Code::UpstreamUserinfoRefused,
+            SsrfError::Blocked { .. } => Code::UpstreamHostRefused,
+            SsrfError::PlatformHost(_) => Code::UpstreamIsPlatform,
         }
     }
 
     /// At dispatch the tenant's upstream is unreachable by policy: 502 (the caller is not at
     /// fault). At config time the admin API answers 400 `invalid_field` `proxy.upstreamUrl`.
     pub fn status(&self) -> u16 {
-        502
+        self.code().status()
     }
 }
 

@@ -15,6 +15,7 @@
 //! `JSON.parse` does. Output is compact JSON. The body size is capped by the caller; nesting
 //! depth is not limited, as nested values are scanned (without recursion) but not rebuilt.
 
+use claw_durable::problem::Code;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -33,16 +34,16 @@ pub enum TransformError {
 }
 
 impl TransformError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            TransformError::NotJson => "upstream_not_json",
-            TransformError::NotObjectOrArray => "upstream_json_shape",
+            TransformError::NotJson => Code::UpstreamNotJson,
+            TransformError::NotObjectOrArray => Code::UpstreamJsonShape,
         }
     }
 
     /// The upstream answered something the tenant's transform cannot read: 502.
     pub fn status(&self) -> u16 {
-        502
+        self.code().status()
     }
 }
 
@@ -317,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             (
-                TransformError::NotJson.code(),
+                TransformError::NotJson.code().as_str(),
                 TransformError::NotJson.status()
             ),
             ("upstream_not_json", 502)

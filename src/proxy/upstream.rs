@@ -17,6 +17,7 @@
 //!   lifetime in their `Cache-Control` and the upstream's own `Cache-Control` saved in
 //!   [`STORED_CACHE_CONTROL`], restored on a hit.
 
+use claw_durable::problem::Code;
 use claw_durable::tenant::InjectedHeader;
 use thiserror::Error;
 
@@ -62,20 +63,17 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            UpstreamError::Timeout { .. } => "upstream_timeout",
-            UpstreamError::TooLarge { .. } => "upstream_too_large",
-            UpstreamError::Unreachable => "upstream_unreachable",
-            UpstreamError::Redirect { .. } => "upstream_redirect",
+            UpstreamError::Timeout { .. } => Code::UpstreamTimeout,
+            UpstreamError::TooLarge { .. } => Code::UpstreamTooLarge,
+            UpstreamError::Unreachable => Code::UpstreamUnreachable,
+            UpstreamError::Redirect { .. } => Code::UpstreamRedirect,
         }
     }
 
     pub fn status(&self) -> u16 {
-        match self {
-            UpstreamError::Timeout { .. } => 504,
-            _ => 502,
-        }
+        self.code().status()
     }
 }
 
@@ -223,7 +221,11 @@ mod tests {
         }
         for s in [300, 301, 302, 303, 307, 308, 399] {
             let e = check_status(s).unwrap_err();
-            assert_eq!((e.code(), e.status()), ("upstream_redirect", 502), "{s}");
+            assert_eq!(
+                (e.code().as_str(), e.status()),
+                ("upstream_redirect", 502),
+                "{s}"
+            );
         }
         assert_eq!(
             UpstreamError::Timeout { timeout_ms: 5 }.status(),

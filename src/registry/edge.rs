@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::registry::{TenantPage, TenantRecord};
 use worker::{Env, Method, Response};
 
@@ -25,7 +25,7 @@ fn unavailable(e: worker::Error) -> Problem {
 }
 
 fn unavailable_problem() -> Problem {
-    Problem::new(503, "registry_unavailable", "Tenant registry unavailable")
+    Problem::new(Code::RegistryUnavailable)
 }
 
 /// Sends one request to the registry object. `path_and_query` starts with `/`.
@@ -46,7 +46,7 @@ pub async fn call(
         method,
         body,
     )
-    .map_err(|_| Problem::new(400, "invalid_url", "Invalid request URL"))?;
+    .map_err(|_| Problem::new(Code::InvalidUrl))?;
     stub.fetch_with_request(req).await.map_err(unavailable)
 }
 
@@ -84,7 +84,7 @@ pub async fn existing(env: &Env, slug: &str) -> Result<Rc<TenantRecord>, Problem
 }
 
 pub fn not_found(slug: &str) -> Problem {
-    Problem::new(404, "tenant_not_found", "Tenant not found").detail(format!("no tenant {slug:?}"))
+    Problem::new(Code::TenantNotFound).detail(format!("no tenant {slug:?}"))
 }
 
 /// A page of tenants (`/tenants?limit=&after=`), read from the registry.

@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use claw_durable::problem::{Problem, CONTENT_TYPE};
+use claw_durable::problem::{Code, Problem, CONTENT_TYPE};
 use claw_durable::trending::object::TRENDING_OBJECT;
 use claw_durable::trending::MAX_TOP;
 use worker::wasm_bindgen::JsValue;
@@ -42,7 +42,7 @@ thread_local! {
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Problem {
     worker::console_error!("{what} unavailable: {e}");
-    Problem::new(503, "usage_unavailable", "Usage data unavailable")
+    Problem::new(Code::UsageUnavailable)
 }
 
 pub async fn handle(

@@ -40,7 +40,7 @@ use claw_durable::events::{
     hash_caller, hash_payer, Stage, UsageEvent, DEFAULT_PAGE, MAX_ERROR_CODE_LEN, MAX_ID_LEN,
     MAX_PAGE, MAX_ROUTE_LEN, MAX_SETTLEMENT_RESULT_LEN, MAX_WORKER_NAME_LEN,
 };
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 use claw_durable::store::MAX_SAFE_INTEGER;
 use claw_durable::tenant::{parse_evm_address, validate_slug, TenantConfig};
 use claw_durable::trending::{Window, DEFAULT_TOP, MAX_TOP};
@@ -407,9 +407,7 @@ pub fn emulator_subrequests(header: &str) -> Option<u32> {
 // ---------------------------------------------------------------------------------------
 
 fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(400, "invalid_query", "Invalid query parameter")
-        .field(field)
-        .detail(detail)
+    Problem::new(Code::InvalidQuery).field(field).detail(detail)
 }
 
 fn pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {

@@ -23,11 +23,27 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use claw_durable::events::UsageEvent;
+use claw_durable::events::{
+    UsageEvent, MAX_BATCH, MAX_BATCH_BYTES, MAX_ERROR_CODE_LEN, MAX_ID_LEN, MAX_ROUTE_LEN,
+    MAX_SETTLEMENT_RESULT_LEN, MAX_WORKER_NAME_LEN,
+};
 
 /// Events per object request: well within the object's 500 events and 1 MiB per batch
 /// (an event is at most about 1.4 KB of JSON).
 pub const BATCH: usize = 200;
+/// The largest event's JSON, bounded by its longest fields (id, tenant, worker name, route,
+/// settlement result, error code, two 64-hex hashes) plus generous room for the rest.
+const MAX_EVENT_JSON_BYTES: usize = MAX_ID_LEN
+    + 63
+    + MAX_WORKER_NAME_LEN
+    + MAX_ROUTE_LEN
+    + MAX_SETTLEMENT_RESULT_LEN
+    + MAX_ERROR_CODE_LEN
+    + 2 * 64
+    + 512;
+// A batch never exceeds what the events object accepts in one request.
+const _: () = assert!(BATCH <= MAX_BATCH);
+const _: () = assert!(BATCH * MAX_EVENT_JSON_BYTES <= MAX_BATCH_BYTES);
 /// A batch in flight this long is presumed lost with its sender, and its events resent.
 pub const STALE_MS: i64 = 10_000;
 

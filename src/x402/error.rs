@@ -1,6 +1,6 @@
 //! Why a payment is refused, with stable codes clients and operators can act on.
 
-use claw_durable::problem::Problem;
+use claw_durable::problem::{Code, Problem};
 
 /// Longest piece of client input quoted back in an error's detail.
 const MAX_QUOTED: usize = 64;
@@ -95,31 +95,31 @@ pub enum X402Error {
 
 impl X402Error {
     /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         use X402Error::*;
         match self {
-            HeaderTooLarge { .. } => "payment_header_too_large",
-            AmbiguousPaymentHeaders => "ambiguous_payment_headers",
-            InvalidPaymentHeader(_) => "invalid_payment_header",
-            UnsupportedVersion(_) => "unsupported_x402_version",
-            VersionHeaderMismatch { .. } => "x402_version_header_mismatch",
-            UnsupportedScheme(_) => "unsupported_scheme",
-            UnsupportedNetwork(_) => "unsupported_network",
-            InvalidPayload { .. } => "invalid_payment_payload",
-            NetworkMismatch { .. } => "network_mismatch",
-            AssetMismatch { .. } => "asset_mismatch",
-            RecipientMismatch { .. } => "recipient_mismatch",
-            AmountMismatch { .. } => "amount_mismatch",
-            OfferMismatch { .. } => "offer_mismatch",
-            AuthorizationNotYetValid { .. } => "authorization_not_yet_valid",
-            AuthorizationExpired { .. } => "authorization_expired",
-            InvalidSignature(_) => "invalid_signature",
-            MalleableSignature => "malleable_signature",
-            SignerMismatch { .. } => "signer_mismatch",
-            VerificationFailed { .. } => "payment_verification_failed",
-            SettlementFailed { .. } => "settlement_failed",
-            FacilitatorBadResponse(_) => "facilitator_bad_response",
-            OfferMisconfigured(_) => "offer_misconfigured",
+            HeaderTooLarge { .. } => Code::PaymentHeaderTooLarge,
+            AmbiguousPaymentHeaders => Code::AmbiguousPaymentHeaders,
+            InvalidPaymentHeader(_) => Code::InvalidPaymentHeader,
+            UnsupportedVersion(_) => Code::UnsupportedX402Version,
+            VersionHeaderMismatch { .. } => Code::X402VersionHeaderMismatch,
+            UnsupportedScheme(_) => Code::UnsupportedScheme,
+            UnsupportedNetwork(_) => Code::UnsupportedNetwork,
+            InvalidPayload { .. } => Code::InvalidPaymentPayload,
+            NetworkMismatch { .. } => Code::NetworkMismatch,
+            AssetMismatch { .. } => Code::AssetMismatch,
+            RecipientMismatch { .. } => Code::RecipientMismatch,
+            AmountMismatch { .. } => Code::AmountMismatch,
+            OfferMismatch { .. } => Code::OfferMismatch,
+            AuthorizationNotYetValid { .. } => Code::AuthorizationNotYetValid,
+            AuthorizationExpired { .. } => Code::AuthorizationExpired,
+            InvalidSignature(_) => Code::InvalidSignature,
+            MalleableSignature => Code::MalleableSignature,
+            SignerMismatch { .. } => Code::SignerMismatch,
+            VerificationFailed { .. } => Code::PaymentVerificationFailed,
+            SettlementFailed { .. } => Code::SettlementFailed,
+            FacilitatorBadResponse(_) => Code::FacilitatorBadResponse,
+            OfferMisconfigured(_) => Code::OfferMisconfigured,
         }
     }
 
@@ -128,17 +128,7 @@ impl X402Error {
     /// version, scheme or network we do not take) is a 402, sent with fresh requirements so
     /// the client can pay again; the facilitator's fault is a 502, ours a 500.
     pub fn status(&self) -> u16 {
-        use X402Error::*;
-        match self {
-            HeaderTooLarge { .. }
-            | AmbiguousPaymentHeaders
-            | InvalidPaymentHeader(_)
-            | VersionHeaderMismatch { .. }
-            | InvalidPayload { .. } => 400,
-            FacilitatorBadResponse(_) => 502,
-            OfferMisconfigured(_) => 500,
-            _ => 402,
-        }
+        self.code().status()
     }
 
     /// Whether the caller is at fault (as opposed to the facilitator or the platform).
@@ -147,36 +137,11 @@ impl X402Error {
     }
 
     pub fn title(&self) -> &'static str {
-        use X402Error::*;
-        match self {
-            HeaderTooLarge { .. }
-            | AmbiguousPaymentHeaders
-            | InvalidPaymentHeader(_)
-            | UnsupportedVersion(_)
-            | VersionHeaderMismatch { .. }
-            | UnsupportedScheme(_)
-            | UnsupportedNetwork(_)
-            | InvalidPayload { .. } => "Payment header is invalid",
-            NetworkMismatch { .. }
-            | AssetMismatch { .. }
-            | RecipientMismatch { .. }
-            | AmountMismatch { .. }
-            | OfferMismatch { .. } => "Payment does not match the offer",
-            AuthorizationNotYetValid { .. } | AuthorizationExpired { .. } => {
-                "Payment authorization is outside its validity window"
-            }
-            InvalidSignature(_) | MalleableSignature | SignerMismatch { .. } => {
-                "Payment signature is invalid"
-            }
-            VerificationFailed { .. } => "Payment was rejected",
-            SettlementFailed { .. } => "Payment settlement failed",
-            FacilitatorBadResponse(_) => "Payment facilitator failed",
-            OfferMisconfigured(_) => "Price is misconfigured",
-        }
+        self.code().title()
     }
 
     pub fn to_problem(&self) -> Problem {
-        Problem::new(self.status(), self.code(), self.title()).detail(self.to_string())
+        Problem::new(self.code()).detail(self.to_string())
     }
 }
 

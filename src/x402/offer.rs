@@ -135,8 +135,8 @@ impl Offer {
                 None,
             ),
             Some(e) => (
-                e.code().to_owned(),
-                e.code().to_owned(),
+                e.code().as_str().to_owned(),
+                e.code().as_str().to_owned(),
                 Some(e.to_string()),
             ),
         };

@@ -40,7 +40,7 @@ fn signed(version: X402Version) -> (Offer, Authorization, EvmSignature, Value) {
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T, X402Error>) -> &'static str {
-    r.unwrap_err().code()
+    r.unwrap_err().code().as_str()
 }
 
 // ---------------------------------------------------------------- EIP-712 vectors

@@ -512,7 +512,9 @@ describe("facilitator (stand-in on loopback)", () => {
     const first = await pay(url(), 2);
     assert.equal(first.status, 200, first.text);
     const second = await pay(url(), 2);
-    assertProblem(assert, second, 502, "transaction_already_recorded");
+    assertProblem(assert, second, 502, "settlement_not_recorded");
+    assert.match(second.json.detail, /transaction_already_recorded/);
+    assert.equal(receipt(second).errorReason, "transaction_already_recorded");
     assert.equal(second.json.method, undefined);
     assert.equal(receipt(second).success, false);
     const entries = await entriesOf(p.url, "paid", second.nonce);

@@ -1,7 +1,7 @@
 //! Errors of the events core, and the problems they answer with.
 
 use super::{MAX_BATCH, MAX_RETENTION_MS, MIN_RETENTION_MS};
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::store::StoreError;
 use crate::trending::TrendError;
 
@@ -31,19 +31,13 @@ impl From<EventsError> for Problem {
     fn from(e: EventsError) -> Problem {
         let detail = e.to_string();
         match e {
-            EventsError::Invalid { index, field, .. } => {
-                Problem::new(400, "invalid_event", "A usage event is invalid")
-                    .field(format!("[{index}].{field}"))
-                    .detail(detail)
-            }
-            EventsError::BatchTooLarge(_) => {
-                Problem::new(413, "batch_too_large", "Too many events in one batch").detail(detail)
-            }
-            EventsError::TenantMismatch { .. } => {
-                Problem::new(409, "tenant_mismatch", "Event belongs to another tenant")
-                    .field("tenant")
-                    .detail(detail)
-            }
+            EventsError::Invalid { index, field, .. } => Problem::new(Code::InvalidEvent)
+                .field(format!("[{index}].{field}"))
+                .detail(detail),
+            EventsError::BatchTooLarge(_) => Problem::new(Code::BatchTooLarge).detail(detail),
+            EventsError::TenantMismatch { .. } => Problem::new(Code::TenantMismatch)
+                .field("tenant")
+                .detail(detail),
             EventsError::InvalidRetention => Problem::invalid_field("retentionMs", detail),
             EventsError::Trend(t) => t.into(),
             EventsError::Store(_) | EventsError::Corrupt(_) => Problem::internal(detail),

@@ -26,7 +26,7 @@ use super::{
     MAX_BATCH_BYTES, MAX_PAGE, SWEEP_BATCH,
 };
 use crate::http::{at_ms, json, now_ms, problem, read_body};
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::store::MAX_SAFE_INTEGER;
 use crate::trending::object::{TRENDING_BINDING, TRENDING_OBJECT};
@@ -164,11 +164,7 @@ impl UsageEvents {
             Ok(a) => a,
             Err(e) => {
                 console_error!("usage events: rollup failed: {e}");
-                return problem(&Problem::new(
-                    503,
-                    "trending_unavailable",
-                    "Trending object unavailable",
-                ));
+                return problem(&Problem::new(Code::TrendingUnavailable));
             }
         };
         let acked = {
@@ -256,9 +252,7 @@ fn build_now(sql: &mut DoSql, now: i64) -> std::result::Result<Option<PendingRol
 }
 
 fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(400, "invalid_query", "Invalid query parameter")
-        .field(field)
-        .detail(detail)
+    Problem::new(Code::InvalidQuery).field(field).detail(detail)
 }
 
 fn parse_query<'q>(
@@ -303,10 +297,9 @@ fn parse_events(body: &[u8]) -> std::result::Result<Vec<UsageEvent>, Problem> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() || path == "." {
-            Problem::new(400, "invalid_json", "Body is not a JSON array of events")
-                .detail(inner.to_string())
+            Problem::new(Code::InvalidJson).detail(inner.to_string())
         } else {
-            Problem::new(400, "invalid_event", "A usage event is invalid")
+            Problem::new(Code::InvalidEvent)
                 .field(path)
                 .detail(inner.to_string())
         }
@@ -342,9 +335,8 @@ fn handle<'q>(
         }
         (Method::Get, "/config") => Ok(done(200, to_value(&EventStore::open(sql)?.config()?))),
         (Method::Put, "/config") => {
-            let config: EventsConfig = serde_json::from_slice(body).map_err(|e| {
-                Problem::new(400, "invalid_json", "Body is not {retentionMs}").detail(e.to_string())
-            })?;
+            let config: EventsConfig = serde_json::from_slice(body)
+                .map_err(|e| Problem::new(Code::InvalidJson).detail(e.to_string()))?;
             Ok(done(
                 200,
                 to_value(&EventStore::open(sql)?.set_config(&config)?),
@@ -353,12 +345,12 @@ fn handle<'q>(
         (Method::Get, "/rollup") => {
             let tenant = EventStore::open(sql)?
                 .tenant()?
-                .ok_or_else(|| Problem::new(404, "no_events", "This object holds no events yet"))?;
+                .ok_or_else(|| Problem::new(Code::NoEvents))?;
             let pending =
                 TenantTrend::open(sql)?.build_rollup(&tenant, now, &TrendPolicy::default())?;
             Ok(done(200, to_value(&pending.rollup)))
         }
-        _ => Err(Problem::new(404, "route_not_found", "No such route")),
+        _ => Err(Problem::new(Code::RouteNotFound)),
     }
 }
 

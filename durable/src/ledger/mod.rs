@@ -27,7 +27,7 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::store::{checked_int, Row, SqlStore, SqlValue, StoreError, MAX_SAFE_INTEGER};
 use crate::tenant::{parse_atomic_amount, Network};
 
@@ -212,71 +212,35 @@ pub enum LedgerError {
 
 impl LedgerError {
     /// The stable problem code clients act on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            LedgerError::Invalid { .. } => "invalid_field",
-            LedgerError::PaymentNotFound(_) => "payment_not_found",
-            LedgerError::PaymentInFlight => "payment_in_flight",
-            LedgerError::PaymentAlreadySettled => "payment_already_settled",
-            LedgerError::PaymentAlreadyVoided => "payment_already_voided",
-            LedgerError::PaymentKeyReused => "payment_key_reused",
-            LedgerError::SettlementConflict(_) => "settlement_conflict",
-            LedgerError::TransactionAlreadyRecorded(_) => "transaction_already_recorded",
-            LedgerError::PayoutNotFound(_) => "payout_not_found",
-            LedgerError::IdempotencyKeyReused => "idempotency_key_reused",
-            LedgerError::InsufficientFunds { .. } => "insufficient_funds",
-            LedgerError::PayoutAlreadyPosted => "payout_already_posted",
-            LedgerError::PayoutAlreadyVoided => "payout_already_voided",
-            LedgerError::AmountOverflow => "amount_overflow",
-            LedgerError::Store(_) => "internal_error",
-            LedgerError::Corrupt(_) => "ledger_corrupt",
+            LedgerError::Invalid { .. } => Code::InvalidField,
+            LedgerError::PaymentNotFound(_) => Code::PaymentNotFound,
+            LedgerError::PaymentInFlight => Code::PaymentInFlight,
+            LedgerError::PaymentAlreadySettled => Code::PaymentAlreadySettled,
+            LedgerError::PaymentAlreadyVoided => Code::PaymentAlreadyVoided,
+            LedgerError::PaymentKeyReused => Code::PaymentKeyReused,
+            LedgerError::SettlementConflict(_) => Code::SettlementConflict,
+            LedgerError::TransactionAlreadyRecorded(_) => Code::TransactionAlreadyRecorded,
+            LedgerError::PayoutNotFound(_) => Code::PayoutNotFound,
+            LedgerError::IdempotencyKeyReused => Code::IdempotencyKeyReused,
+            LedgerError::InsufficientFunds { .. } => Code::InsufficientFunds,
+            LedgerError::PayoutAlreadyPosted => Code::PayoutAlreadyPosted,
+            LedgerError::PayoutAlreadyVoided => Code::PayoutAlreadyVoided,
+            LedgerError::AmountOverflow => Code::AmountOverflow,
+            LedgerError::Store(_) => Code::InternalError,
+            LedgerError::Corrupt(_) => Code::LedgerCorrupt,
         }
     }
 
     pub fn status(&self) -> u16 {
-        match self {
-            LedgerError::Invalid { .. } => 400,
-            LedgerError::PaymentNotFound(_) | LedgerError::PayoutNotFound(_) => 404,
-            LedgerError::PaymentInFlight
-            | LedgerError::PaymentAlreadySettled
-            | LedgerError::PaymentAlreadyVoided
-            | LedgerError::SettlementConflict(_)
-            | LedgerError::TransactionAlreadyRecorded(_)
-            | LedgerError::InsufficientFunds { .. }
-            | LedgerError::PayoutAlreadyPosted
-            | LedgerError::PayoutAlreadyVoided => 409,
-            LedgerError::PaymentKeyReused
-            | LedgerError::IdempotencyKeyReused
-            | LedgerError::AmountOverflow => 422,
-            LedgerError::Store(_) | LedgerError::Corrupt(_) => 500,
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            LedgerError::Invalid { .. } => "A field is invalid",
-            LedgerError::PaymentNotFound(_) => "Payment not found",
-            LedgerError::PaymentInFlight => "Payment in flight",
-            LedgerError::PaymentAlreadySettled => "Payment already settled",
-            LedgerError::PaymentAlreadyVoided => "Payment already voided",
-            LedgerError::PaymentKeyReused => "Payment key reused",
-            LedgerError::SettlementConflict(_) => "Settlement conflict",
-            LedgerError::TransactionAlreadyRecorded(_) => "Transaction already recorded",
-            LedgerError::PayoutNotFound(_) => "Payout not found",
-            LedgerError::IdempotencyKeyReused => "Idempotency key reused",
-            LedgerError::InsufficientFunds { .. } => "Insufficient funds",
-            LedgerError::PayoutAlreadyPosted => "Payout already posted",
-            LedgerError::PayoutAlreadyVoided => "Payout already voided",
-            LedgerError::AmountOverflow => "Amount overflow",
-            LedgerError::Store(_) => "Internal error",
-            LedgerError::Corrupt(_) => "Ledger corrupt",
-        }
+        self.code().status()
     }
 }
 
 impl From<LedgerError> for Problem {
     fn from(e: LedgerError) -> Problem {
-        let p = Problem::new(e.status(), e.code(), e.title()).detail(e.to_string());
+        let p = Problem::new(e.code()).detail(e.to_string());
         match e {
             LedgerError::Invalid { field, .. } => p.field(field),
             _ => p,

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Ledger, Settlement, DEFAULT_DAYS, DEFAULT_PAGE, MAX_DAYS, MAX_PAGE};
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::store::{SqlStore, MAX_SAFE_INTEGER};
 use crate::tenant::{parse_atomic_amount, Network};
 
@@ -99,8 +99,7 @@ pub struct VoidPayoutRequest {
 }
 
 pub fn body_too_large() -> Problem {
-    Problem::new(413, "body_too_large", "Request body too large")
-        .detail(format!("at most {MAX_BODY_BYTES} bytes"))
+    Problem::new(Code::BodyTooLarge).detail(format!("at most {MAX_BODY_BYTES} bytes"))
 }
 
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
@@ -108,7 +107,7 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
         return Err(body_too_large());
     }
     let invalid = |detail: String, path: Option<String>| {
-        let p = Problem::new(400, "invalid_body", "Invalid request body").detail(detail);
+        let p = Problem::new(Code::InvalidBody).detail(detail);
         match path {
             Some(f) if f != "." => p.field(f),
             _ => p,
@@ -126,9 +125,7 @@ fn amount(field: &str, s: &str) -> Result<u128, Problem> {
 }
 
 fn invalid_query(field: &str, detail: String) -> Problem {
-    Problem::new(400, "invalid_query", "Invalid query parameter")
-        .field(field)
-        .detail(detail)
+    Problem::new(Code::InvalidQuery).field(field).detail(detail)
 }
 
 /// The last value of query parameter `name`, parsed as an integer in `range`.
@@ -160,7 +157,7 @@ fn to_value<T: Serialize>(v: &T) -> Value {
 }
 
 fn route_not_found() -> Problem {
-    Problem::new(404, "route_not_found", "No such ledger route")
+    Problem::new(Code::RouteNotFound)
 }
 
 /// Answers one internal request: `(status, JSON)` or a problem.

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::store::{checked_int, SqlStore, SqlValue, StoreError};
 use crate::tenant::RateLimitPolicy;
 
@@ -88,19 +88,13 @@ impl From<LimiterError> for Problem {
     fn from(e: LimiterError) -> Problem {
         match e {
             LimiterError::InvalidPolicy { field, reason } => Problem::invalid_field(field, reason),
-            LimiterError::InvalidCost { .. } => Problem::new(
-                400,
-                "cost_exceeds_capacity",
-                "Request cost exceeds the policy's capacity",
-            )
-            .field("cost")
-            .detail(e.to_string()),
+            LimiterError::InvalidCost { .. } => Problem::new(Code::CostExceedsCapacity)
+                .field("cost")
+                .detail(e.to_string()),
             LimiterError::InvalidKey => Problem::invalid_field("key", e.to_string()),
-            LimiterError::BodyTooLarge => {
-                Problem::new(413, "body_too_large", "Request body too large").detail(e.to_string())
-            }
+            LimiterError::BodyTooLarge => Problem::new(Code::BodyTooLarge).detail(e.to_string()),
             LimiterError::InvalidBody { field, reason } => {
-                let p = Problem::new(400, "invalid_body", "Invalid request body").detail(reason);
+                let p = Problem::new(Code::InvalidBody).detail(reason);
                 match field {
                     Some(f) => p.field(f),
                     None => p,

@@ -17,7 +17,7 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, Resu
 
 use super::{cleanup_alarm_ms, handle_check, Limiter, PRUNE_GRACE_MS};
 use crate::http::{at_ms, ensure_alarm, json, now_ms, problem};
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 
 #[durable_object]
@@ -37,17 +37,10 @@ impl DurableObject for RateLimiter {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         if req.path() != "/check" {
-            return problem(&Problem::new(
-                404,
-                "route_not_found",
-                "No such platform route",
-            ));
+            return problem(&Problem::new(Code::RouteNotFound));
         }
         if req.method() != Method::Post {
-            return problem(
-                &Problem::new(405, "method_not_allowed", "Method not allowed")
-                    .detail("use POST /check"),
-            );
+            return problem(&Problem::new(Code::MethodNotAllowed).detail("use POST /check"));
         }
         let body = req.bytes().await?;
         let now = now_ms();

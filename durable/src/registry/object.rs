@@ -8,7 +8,7 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, Resu
 
 use super::{Registry, TenantStatus, DEFAULT_PAGE};
 use crate::http::{json, now_ms, problem};
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::tenant::{validate_slug, TenantConfig};
 
@@ -44,7 +44,7 @@ impl DurableObject for TenantRegistry {
 }
 
 fn not_found(slug: &str) -> Problem {
-    Problem::new(404, "tenant_not_found", "Tenant not found").detail(format!("no tenant {slug:?}"))
+    Problem::new(Code::TenantNotFound).detail(format!("no tenant {slug:?}"))
 }
 
 fn handle<'q>(
@@ -69,7 +69,7 @@ fn handle<'q>(
                             .ok()
                             .filter(|l| (1..=super::MAX_PAGE).contains(l))
                             .ok_or_else(|| {
-                                Problem::new(400, "invalid_query", "Invalid query parameter")
+                                Problem::new(Code::InvalidQuery)
                                     .field("limit")
                                     .detail("limit must be 1 to 100")
                             })?
@@ -106,11 +106,7 @@ fn handle<'q>(
                 .map(|r| (200, to_value(&r)))
                 .ok_or_else(|| not_found(slug))
         }
-        _ => Err(Problem::new(
-            404,
-            "route_not_found",
-            "No such platform route",
-        )),
+        _ => Err(Problem::new(Code::RouteNotFound)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Errors, and the conversions between stored values and counts that can fail with them.
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::store::{checked_int, Row, SqlValue, StoreError};
 use crate::tenant::parse_atomic_amount;
 
@@ -19,13 +19,12 @@ pub enum TrendError {
 impl From<TrendError> for Problem {
     fn from(e: TrendError) -> Problem {
         match e {
-            TrendError::Invalid { field, reason } => {
-                Problem::new(400, "invalid_rollup", "A rollup is invalid")
-                    .field(field)
-                    .detail(reason)
+            TrendError::Invalid { field, reason } => Problem::new(Code::InvalidRollup)
+                .field(field)
+                .detail(reason),
+            TrendError::Overflow(what) => {
+                Problem::new(Code::CounterOverflow).detail(format!("{what} would overflow"))
             }
-            TrendError::Overflow(what) => Problem::new(500, "counter_overflow", "Counter overflow")
-                .detail(format!("{what} would overflow")),
             other => Problem::internal(other.to_string()),
         }
     }

@@ -12,7 +12,7 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, Resu
 
 use super::{Rollup, Window, DEFAULT_TOP, MAX_TOP};
 use crate::http::{at_ms, json, now_ms, problem, read_body};
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::tenant::validate_slug;
 
@@ -90,9 +90,7 @@ fn to_worker(e: super::TrendError) -> worker::Error {
 }
 
 fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(400, "invalid_query", "Invalid query parameter")
-        .field(field)
-        .detail(detail)
+    Problem::new(Code::InvalidQuery).field(field).detail(detail)
 }
 
 /// The status, the answer, and whether it wrote (so a sweep alarm is needed).
@@ -132,7 +130,7 @@ fn handle<'q>(
             let mut de = serde_json::Deserializer::from_slice(body);
             let rollup: Rollup = serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 let field = e.path().to_string();
-                Problem::new(400, "invalid_rollup", "A rollup is invalid")
+                Problem::new(Code::InvalidRollup)
                     .field(field)
                     .detail(e.into_inner().to_string())
             })?;
@@ -153,7 +151,7 @@ fn handle<'q>(
             validate_slug(&tenant).map_err(|e| invalid_query("tenant", e))?;
             Ok((200, to_value(&core.series(&tenant, window, now)?), false))
         }
-        _ => Err(Problem::new(404, "route_not_found", "No such route")),
+        _ => Err(Problem::new(Code::RouteNotFound)),
     }
 }
 

@@ -31,7 +31,7 @@ fn settlement(tx: &str, fee_bps: u32) -> Settlement<'_> {
 fn code<T>(r: Result<T, LedgerError>) -> &'static str {
     match r {
         Ok(_) => "ok",
-        Err(e) => e.code(),
+        Err(e) => e.code().as_str(),
     }
 }
 

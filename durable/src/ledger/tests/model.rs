@@ -489,7 +489,7 @@ fn run<S: SqlStore>(l: &mut Ledger<'_, S>, m: &Model, op: &Op, now: i64) -> Outc
     };
     match r {
         Ok(o) => o,
-        Err(e) => Outcome::Failed(e.code()),
+        Err(e) => Outcome::Failed(e.code().as_str()),
     }
 }
 

@@ -232,7 +232,7 @@ fn a_transaction_hash_settles_one_payment_only() {
     l.settle("k2", &settlement("0xbbb", 500), T0).unwrap();
     let err = LedgerError::TransactionAlreadyRecorded("0xaaa".into());
     assert_eq!(
-        (err.status(), err.code()),
+        (err.status(), err.code().as_str()),
         (409, "transaction_already_recorded")
     );
     l.audit().unwrap();
