@@ -37,9 +37,16 @@ pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, 
     };
     if let Some(slug) = tenant_from_host(host, platform_domain) {
         checked_slug(slug)?;
+        // A parsed URL's path always starts with `/`; anything else is given one, so the
+        // tenant always sees an absolute path.
+        let rest = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
         return Ok(Target::Tenant {
             slug: slug.into(),
-            rest: path.into(),
+            rest,
         });
     }
     if let Some(after) = path.strip_prefix("/t/") {
@@ -192,10 +199,19 @@ mod tests {
     proptest::proptest! {
         /// Any host and path: an answer, never a panic; a tenant answer has a valid slug.
         #[test]
-        fn never_panics(host in "\\PC{0,40}", path in "/[a-z0-9%./_-]{0,60}|\\PC{0,60}") {
-            if let Ok(Target::Tenant { slug, rest }) = resolve(&host, &path, D) {
-                proptest::prop_assert!(validate_slug(&slug).is_ok());
+        fn never_panics(
+            host in "\\PC{0,40}|[a-zA-Z0-9.-]{0,12}\\.402claw\\.dev(:[0-9]{1,5})?|[a-z][a-z0-9-]{0,10}[a-z0-9]\\.402CLAW\\.dev",
+            path in "/[a-z0-9%./_-]{0,60}|/t/[a-z0-9-]{0,12}(/[a-z0-9%._-]{0,10}){0,3}|/__platform/[a-z/]{0,20}|\\PC{0,60}",
+        ) {
+            let target = resolve(&host, &path, D);
+            if let Ok(Target::Tenant { slug, rest }) = &target {
+                proptest::prop_assert!(validate_slug(slug).is_ok());
                 proptest::prop_assert!(rest.starts_with('/'));
+            }
+            // The platform API is reached on every host; no tenant can shadow it.
+            if path.starts_with("/__platform/") {
+                let is_platform = matches!(target, Ok(Target::Platform { .. }));
+                proptest::prop_assert!(is_platform);
             }
         }
     }
