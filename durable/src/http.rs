@@ -4,7 +4,7 @@ use std::cell::Cell;
 
 use serde::Serialize;
 use worker::wasm_bindgen::JsValue;
-use worker::{Headers, Request, Response, Result, ScheduledTime, State};
+use worker::{Headers, Method, Request, Response, Result, ScheduledTime, State, Url};
 
 use crate::problem::{Code, Problem, CONTENT_TYPE};
 
@@ -74,4 +74,62 @@ pub async fn read_body(
         return Ok(Err(too_large()));
     }
     Ok(Ok(body))
+}
+
+/// A request as the objects' routes read it: the method, the URL and the body.
+pub struct Call {
+    pub method: Method,
+    pub url: Url,
+    pub body: Vec<u8>,
+}
+
+impl Call {
+    /// Reads `req`, with its body (at most `limit` bytes, else the 413 problem) when its
+    /// method is one of `with_body`; other methods get an empty body.
+    pub async fn read(
+        req: &mut Request,
+        with_body: &[Method],
+        limit: usize,
+    ) -> Result<std::result::Result<Call, Problem>> {
+        let url = req.url()?;
+        let method = req.method();
+        let body = if with_body.contains(&method) {
+            match read_body(req, limit).await? {
+                Ok(body) => body,
+                Err(p) => return Ok(Err(p)),
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(Ok(Call { method, url, body }))
+    }
+
+    /// The path's segments, empty ones included.
+    pub fn segments(&self) -> Vec<&str> {
+        self.url
+            .path_segments()
+            .map(|s| s.collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A route's answer: a status and its JSON body, or a problem.
+pub type Answer = std::result::Result<(u16, serde_json::Value), Problem>;
+
+/// The response for a route's answer.
+pub fn reply(answer: Answer) -> Result<Response> {
+    match answer {
+        Ok((status, value)) => json(status, &value),
+        Err(p) => problem(&p),
+    }
+}
+
+/// A query parameter the route cannot use.
+pub fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(Code::InvalidQuery).field(field).detail(detail)
+}
+
+/// A record as a JSON value for an answer.
+pub fn to_value<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }

@@ -110,29 +110,25 @@ mod tests {
     fn atomically_rolls_back_every_write_on_error() {
         let mut db = MemSql::new();
         db.exec("CREATE TABLE t (v INTEGER)", &[]).unwrap();
+        let rows = |db: &mut MemSql| {
+            db.query_one("SELECT count(*) FROM t", &[])
+                .unwrap()
+                .int(0)
+                .unwrap()
+        };
         let r: Result<(), Fail> = db.atomically(&mut |s| {
             s.exec("INSERT INTO t VALUES (1)", &[])?;
             s.exec("INSERT INTO t VALUES (2)", &[])?;
             Err(Fail(StoreError::Sql("boom".into())))
         });
         assert!(r.is_err());
-        let n = db
-            .query_one("SELECT count(*) FROM t", &[])
-            .unwrap()
-            .int(0)
-            .unwrap();
-        assert_eq!(n, 0);
+        assert_eq!(rows(&mut db), 0);
         let r: Result<(), Fail> = db.atomically(&mut |s| {
             s.exec("INSERT INTO t VALUES (3)", &[])?;
             Ok(())
         });
         assert!(r.is_ok());
-        let n = db
-            .query_one("SELECT count(*) FROM t", &[])
-            .unwrap()
-            .int(0)
-            .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(rows(&mut db), 1);
     }
 
     #[test]

@@ -222,6 +222,14 @@ pub struct Price {
     pub description: Option<String>,
 }
 
+/// The `invalid_field` problem for `field` when `invalid` holds.
+fn invalid_if(invalid: bool, field: &str, detail: &'static str) -> Result<(), Problem> {
+    if invalid {
+        return Err(Problem::invalid_field(field, detail));
+    }
+    Ok(())
+}
+
 fn default_max_timeout_s() -> u32 {
     60
 }
@@ -244,44 +252,39 @@ impl Price {
     fn validate(&mut self) -> Result<(), Problem> {
         let amount = parse_atomic_amount(&self.amount_atomic)
             .map_err(|e| Problem::invalid_field("price.amountAtomic", e))?;
-        if amount == 0 {
-            return Err(Problem::invalid_field(
-                "price.amountAtomic",
-                "must be greater than zero; omit price for a free tenant",
-            ));
-        }
+        invalid_if(
+            amount == 0,
+            "price.amountAtomic",
+            "must be greater than zero; omit price for a free tenant",
+        )?;
         self.asset =
             parse_evm_address(&self.asset).map_err(|e| Problem::invalid_field("price.asset", e))?;
         self.pay_to = parse_evm_address(&self.pay_to)
             .map_err(|e| Problem::invalid_field("price.payTo", e))?;
-        if self.pay_to == "0x0000000000000000000000000000000000000000" {
-            return Err(Problem::invalid_field(
-                "price.payTo",
-                "must not be the zero address",
-            ));
-        }
+        invalid_if(
+            self.pay_to == "0x0000000000000000000000000000000000000000",
+            "price.payTo",
+            "must not be the zero address",
+        )?;
         // Clients sign validBefore = now + maxTimeoutSeconds and the paywall wants 6 s of slack,
         // so short timeouts could never be paid.
-        if !(30..=3_600).contains(&self.max_timeout_seconds) {
-            return Err(Problem::invalid_field(
-                "price.maxTimeoutSeconds",
-                "must be 30 to 3600",
-            ));
-        }
+        invalid_if(
+            !(30..=3_600).contains(&self.max_timeout_seconds),
+            "price.maxTimeoutSeconds",
+            "must be 30 to 3600",
+        )?;
         match (self.asset_name.as_deref(), self.asset_version.as_deref()) {
             (Some(n), Some(v)) => {
-                if n.is_empty() || n.len() > 64 {
-                    return Err(Problem::invalid_field(
-                        "price.assetName",
-                        "must be 1 to 64 characters",
-                    ));
-                }
-                if v.is_empty() || v.len() > 16 {
-                    return Err(Problem::invalid_field(
-                        "price.assetVersion",
-                        "must be 1 to 16 characters",
-                    ));
-                }
+                invalid_if(
+                    n.is_empty() || n.len() > 64,
+                    "price.assetName",
+                    "must be 1 to 64 characters",
+                )?;
+                invalid_if(
+                    v.is_empty() || v.len() > 16,
+                    "price.assetVersion",
+                    "must be 1 to 16 characters",
+                )?;
             }
             (None, None) => {
                 let (n, v) = known_asset_domain(self.network, &self.asset).ok_or_else(|| {
@@ -306,12 +309,11 @@ impl Price {
                 ))
             }
         }
-        if self.description.as_ref().is_some_and(|d| d.len() > 256) {
-            return Err(Problem::invalid_field(
-                "price.description",
-                "must be at most 256 characters",
-            ));
-        }
+        invalid_if(
+            self.description.as_ref().is_some_and(|d| d.len() > 256),
+            "price.description",
+            "must be at most 256 characters",
+        )?;
         Ok(())
     }
 }
@@ -528,24 +530,21 @@ impl ProxyConfig {
             .or_else(|| url.strip_prefix("http://"))
             .ok_or_else(|| Problem::invalid_field("proxy.upstreamUrl", "must be an http(s) URL"))?;
         let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if url.bytes().any(|b| !b.is_ascii_graphic() || b == b'\\') {
-            return Err(Problem::invalid_field(
-                "proxy.upstreamUrl",
-                "must be printable ASCII without spaces or backslashes (write IDN hosts in punycode)",
-            ));
-        }
-        if host.is_empty() || host.contains('@') || url.len() > 2048 || url.contains(['?', '#']) {
-            return Err(Problem::invalid_field(
-                "proxy.upstreamUrl",
-                "must have a host, no credentials, no query or fragment, at most 2048 characters",
-            ));
-        }
-        if self.allowed_methods.is_empty() || self.allowed_methods.len() > KNOWN_METHODS.len() {
-            return Err(Problem::invalid_field(
-                "proxy.allowedMethods",
-                "must list 1 to 7 methods",
-            ));
-        }
+        invalid_if(
+            url.bytes().any(|b| !b.is_ascii_graphic() || b == b'\\'),
+            "proxy.upstreamUrl",
+            "must be printable ASCII without spaces or backslashes (write IDN hosts in punycode)",
+        )?;
+        invalid_if(
+            host.is_empty() || host.contains('@') || url.len() > 2048 || url.contains(['?', '#']),
+            "proxy.upstreamUrl",
+            "must have a host, no credentials, no query or fragment, at most 2048 characters",
+        )?;
+        invalid_if(
+            self.allowed_methods.is_empty() || self.allowed_methods.len() > KNOWN_METHODS.len(),
+            "proxy.allowedMethods",
+            "must list 1 to 7 methods",
+        )?;
         for m in &mut self.allowed_methods {
             *m = m.to_ascii_uppercase();
             if !KNOWN_METHODS.contains(&m.as_str()) {
@@ -555,19 +554,17 @@ impl ProxyConfig {
                 ));
             }
         }
-        if self.inject_headers.len() > 16 {
-            return Err(Problem::invalid_field(
-                "proxy.injectHeaders",
-                "at most 16 headers",
-            ));
-        }
+        invalid_if(
+            self.inject_headers.len() > 16,
+            "proxy.injectHeaders",
+            "at most 16 headers",
+        )?;
         for (i, h) in self.inject_headers.iter().enumerate() {
-            if !is_header_token(&h.name) {
-                return Err(Problem::invalid_field(
-                    "proxy.injectHeaders.name",
-                    "must be a header name",
-                ));
-            }
+            invalid_if(
+                !is_header_token(&h.name),
+                "proxy.injectHeaders.name",
+                "must be a header name",
+            )?;
             let lower = h.name.to_ascii_lowercase();
             if HOP_BY_HOP_HEADERS.contains(&lower.as_str())
                 || NOT_INJECTABLE.contains(&lower.as_str())
@@ -587,31 +584,27 @@ impl ProxyConfig {
                     format!("{:?} is listed twice", h.name),
                 ));
             }
-            if !is_secret_name(&h.secret) {
-                return Err(Problem::invalid_field(
-                    "proxy.injectHeaders.secret",
-                    "must name a secret binding (letters, digits, '_')",
-                ));
-            }
+            invalid_if(
+                !is_secret_name(&h.secret),
+                "proxy.injectHeaders.secret",
+                "must name a secret binding (letters, digits, '_')",
+            )?;
         }
-        if self.cache_ttl_s > 86_400 {
-            return Err(Problem::invalid_field(
-                "proxy.cacheTtlS",
-                "must be at most 86400",
-            ));
-        }
-        if !(100..=30_000).contains(&self.timeout_ms) {
-            return Err(Problem::invalid_field(
-                "proxy.timeoutMs",
-                "must be 100 to 30000",
-            ));
-        }
-        if !(1..=25 * 1024 * 1024).contains(&self.max_response_bytes) {
-            return Err(Problem::invalid_field(
-                "proxy.maxResponseBytes",
-                "must be 1 to 26214400",
-            ));
-        }
+        invalid_if(
+            self.cache_ttl_s > 86_400,
+            "proxy.cacheTtlS",
+            "must be at most 86400",
+        )?;
+        invalid_if(
+            !(100..=30_000).contains(&self.timeout_ms),
+            "proxy.timeoutMs",
+            "must be 100 to 30000",
+        )?;
+        invalid_if(
+            !(1..=25 * 1024 * 1024).contains(&self.max_response_bytes),
+            "proxy.maxResponseBytes",
+            "must be 1 to 26214400",
+        )?;
         if let Some(t) = &self.transform {
             let names = t
                 .select
@@ -619,28 +612,25 @@ impl ProxyConfig {
                 .chain(t.drop.iter())
                 .chain(t.rename.keys())
                 .chain(t.rename.values());
-            if t.select.len() + t.drop.len() + t.rename.len() > 64 {
-                return Err(Problem::invalid_field(
-                    "proxy.transform",
-                    "at most 64 rules",
-                ));
-            }
+            invalid_if(
+                t.select.len() + t.drop.len() + t.rename.len() > 64,
+                "proxy.transform",
+                "at most 64 rules",
+            )?;
             for n in names {
-                if n.is_empty() || n.len() > 128 {
-                    return Err(Problem::invalid_field(
-                        "proxy.transform",
-                        "field names must be 1 to 128 characters",
-                    ));
-                }
+                invalid_if(
+                    n.is_empty() || n.len() > 128,
+                    "proxy.transform",
+                    "field names must be 1 to 128 characters",
+                )?;
             }
             let mut targets: Vec<&String> = t.rename.values().collect();
             targets.sort();
-            if targets.windows(2).any(|w| w[0] == w[1]) {
-                return Err(Problem::invalid_field(
-                    "proxy.transform.rename",
-                    "two fields must not be renamed to the same name",
-                ));
-            }
+            invalid_if(
+                targets.windows(2).any(|w| w[0] == w[1]),
+                "proxy.transform.rename",
+                "two fields must not be renamed to the same name",
+            )?;
         }
         Ok(())
     }
@@ -726,12 +716,11 @@ impl TenantConfig {
                 }
             }
             ResourceType::Proxy => {
-                if self.worker_name.is_some() {
-                    return Err(Problem::invalid_field(
-                        "workerName",
-                        "proxy tenants are served by the platform",
-                    ));
-                }
+                invalid_if(
+                    self.worker_name.is_some(),
+                    "workerName",
+                    "proxy tenants are served by the platform",
+                )?;
                 self.proxy
                     .as_mut()
                     .ok_or_else(|| Problem::invalid_field("proxy", "required for proxy tenants"))?
@@ -749,20 +738,14 @@ impl TenantConfig {
                 ));
             }
             // The burst applies to each limit the tenant sets (split over the global shards).
-            if self.rate_limit.per_caller.is_none() && self.rate_limit.global.is_none() {
-                return Err(Problem::invalid_field(
-                    "rateLimit.burst",
-                    "needs rateLimit.perCaller or rateLimit.global",
-                ));
-            }
+            invalid_if(
+                self.rate_limit.per_caller.is_none() && self.rate_limit.global.is_none(),
+                "rateLimit.burst",
+                "needs rateLimit.perCaller or rateLimit.global",
+            )?;
         }
         if let Some(h) = &self.api_key_header {
-            if !is_header_token(h) {
-                return Err(Problem::invalid_field(
-                    "apiKeyHeader",
-                    "must be a header name",
-                ));
-            }
+            invalid_if(!is_header_token(h), "apiKeyHeader", "must be a header name")?;
         }
         if self.allowed_hosts.len() > 32 {
             return Err(Problem::invalid_field("allowedHosts", "at most 32 hosts"));

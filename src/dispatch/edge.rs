@@ -114,7 +114,9 @@ pub async fn to_tenant(
     let answer: web_sys::Response = answer
         .dyn_into()
         .map_err(|_| Problem::new(Code::TenantWorkerFailed))?;
-    stream_back(answer).map_err(|_| Problem::new(Code::TenantWorkerFailed))
+    // The tenant's answer streamed through, hop-by-hop headers dropped.
+    crate::http::respond::restream(&answer, |name| !forward_response_header(name))
+        .map_err(|_| Problem::new(Code::TenantWorkerFailed))
 }
 
 /// The namespace throws `Worker not found` for a script it does not hold; anything else
@@ -152,19 +154,6 @@ fn forward_request(req: &Request, url: &Url, rest: &str) -> Result<web_sys::Requ
         init.set_body(&body);
     }
     web_sys::Request::new_with_str_and_init(&target, &init)
-}
-
-/// The tenant's response with its body streamed through and hop-by-hop headers dropped.
-fn stream_back(answer: web_sys::Response) -> Result<Response, JsValue> {
-    let headers = web_sys::Headers::new_with_headers(&answer.headers())?;
-    drop_headers(&headers, |name| !forward_response_header(name))?;
-    let init = web_sys::ResponseInit::new();
-    init.set_status(answer.status());
-    init.set_status_text(&answer.status_text());
-    init.set_headers(&headers);
-    let out =
-        web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
-    Ok(Response::from(out))
 }
 
 /// Deletes every header whose (lowercase) name `drop` selects.

@@ -104,13 +104,6 @@ async fn forward(request: &web_sys::Request) -> Result<Response, JsValue> {
     let answer: web_sys::Response = JsFuture::from(global.fetch_with_request(&onward))
         .await?
         .dyn_into()?;
-    // The answer's headers are immutable: copy them so the marker can be added.
-    let out_headers = web_sys::Headers::new_with_headers(&answer.headers())?;
-    let init = web_sys::ResponseInit::new();
-    init.set_status(answer.status());
-    init.set_status_text(&answer.status_text());
-    init.set_headers(&out_headers);
-    let out =
-        web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
-    Ok(Response::from(out))
+    // The answer's headers are immutable: a copy takes the marker.
+    crate::http::respond::restream(&answer, |_| false)
 }

@@ -2,7 +2,8 @@
 
 use claw_durable::problem::{Problem, CONTENT_TYPE};
 use serde::Serialize;
-use worker::{Headers, Response, ResponseBuilder};
+use worker::wasm_bindgen::JsValue;
+use worker::{web_sys, Headers, Response, ResponseBuilder};
 
 /// A platform answer: `body` with its content type, never cached.
 pub fn with_body(status: u16, content_type: &str, body: Vec<u8>) -> Response {
@@ -32,4 +33,29 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Problem> {
 /// Milliseconds since the epoch, from the runtime's clock.
 pub fn now_ms() -> i64 {
     worker::js_sys::Date::now() as i64
+}
+
+/// `answer` with its body streamed through and its headers copied (a fetched answer's
+/// headers are immutable), minus those `drop` selects by lowercase name.
+pub fn restream(
+    answer: &web_sys::Response,
+    drop: impl Fn(&str) -> bool,
+) -> Result<Response, JsValue> {
+    let headers = web_sys::Headers::new_with_headers(&answer.headers())?;
+    let doomed: Vec<String> = headers
+        .keys()
+        .into_iter()
+        .filter_map(|k| k.ok().and_then(|k| k.as_string()))
+        .filter(|k| drop(k))
+        .collect();
+    for name in doomed {
+        headers.delete(&name)?;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(answer.status());
+    init.set_status_text(&answer.status_text());
+    init.set_headers(&headers);
+    let out =
+        web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
+    Ok(Response::from(out))
 }

@@ -25,7 +25,7 @@ use super::{
     earliest, EventQuery, EventStore, EventsConfig, UsageEvent, DEFAULT_PAGE, EXPIRE_BATCH,
     MAX_BATCH_BYTES, MAX_PAGE, SWEEP_BATCH,
 };
-use crate::http::{at_ms, json, now_ms, problem, read_body};
+use crate::http::{at_ms, invalid_query, json, now_ms, problem, reply, to_value, Call};
 use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::store::MAX_SAFE_INTEGER;
@@ -59,38 +59,30 @@ impl DurableObject for UsageEvents {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let method = req.method();
-        if method == Method::Post && url.path() == "/rollup" {
+        if req.method() == Method::Post && req.path() == "/rollup" {
             return self.rollup_now().await;
         }
-        let limit = if url.path() == "/config" {
+        let limit = if req.path() == "/config" {
             MAX_CONFIG_BYTES
         } else {
             MAX_BATCH_BYTES
         };
-        let body = if matches!(method, Method::Post | Method::Put) {
-            match read_body(&mut req, limit).await? {
-                Ok(b) => b,
-                Err(p) => return problem(&p),
-            }
-        } else {
-            Vec::new()
+        let call = match Call::read(&mut req, &[Method::Post, Method::Put], limit).await? {
+            Ok(call) => call,
+            Err(p) => return problem(&p),
         };
         let now = now_ms();
-        let outcome = {
-            let mut sql = DoSql::new(&self.state);
-            handle(&mut sql, &method, url.path(), url.query_pairs(), &body, now)
-        };
-        match outcome {
-            Ok(h) => {
-                if h.reschedule {
-                    self.ensure_alarm(now).await?;
-                }
-                json(h.status, &h.value)
-            }
-            Err(p) => problem(&p),
+        let outcome = handle(&mut DoSql::new(&self.state), &call, now);
+        if matches!(
+            outcome,
+            Ok(Handled {
+                reschedule: true,
+                ..
+            })
+        ) {
+            self.ensure_alarm(now).await?;
         }
+        reply(outcome.map(|h| (h.status, h.value)))
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -251,10 +243,6 @@ fn build_now(sql: &mut DoSql, now: i64) -> std::result::Result<Option<PendingRol
     Ok(Some(pending))
 }
 
-fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(Code::InvalidQuery).field(field).detail(detail)
-}
-
 fn parse_query<'q>(
     query: impl Iterator<Item = (std::borrow::Cow<'q, str>, std::borrow::Cow<'q, str>)>,
 ) -> std::result::Result<EventQuery, Problem> {
@@ -306,20 +294,14 @@ fn parse_events(body: &[u8]) -> std::result::Result<Vec<UsageEvent>, Problem> {
     })
 }
 
-fn handle<'q>(
-    sql: &mut DoSql,
-    method: &Method,
-    path: &str,
-    query: impl Iterator<Item = (std::borrow::Cow<'q, str>, std::borrow::Cow<'q, str>)>,
-    body: &[u8],
-    now: i64,
-) -> std::result::Result<Handled, Problem> {
+fn handle(sql: &mut DoSql, call: &Call, now: i64) -> std::result::Result<Handled, Problem> {
+    let body = call.body.as_slice();
     let done = |status: u16, value: serde_json::Value| Handled {
         status,
         value,
         reschedule: false,
     };
-    match (method, path) {
+    match (&call.method, call.url.path()) {
         (Method::Post, "/events") => {
             let events = parse_events(body)?;
             let report = EventStore::open(sql)?.append(&events, now, &TrendPolicy::default())?;
@@ -330,7 +312,7 @@ fn handle<'q>(
             })
         }
         (Method::Get, "/events") => {
-            let q = parse_query(query)?;
+            let q = parse_query(call.url.query_pairs())?;
             Ok(done(200, to_value(&EventStore::open(sql)?.query(&q)?)))
         }
         (Method::Get, "/config") => Ok(done(200, to_value(&EventStore::open(sql)?.config()?))),
@@ -352,8 +334,4 @@ fn handle<'q>(
         }
         _ => Err(Problem::new(Code::RouteNotFound)),
     }
-}
-
-fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }

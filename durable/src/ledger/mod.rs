@@ -778,6 +778,71 @@ impl Balances {
     }
 }
 
+/// A replay: nothing was written, `record` is the original outcome.
+fn replayed<T>(record: T) -> Result<Applied<T>, LedgerError> {
+    Ok(Applied {
+        record,
+        replayed: true,
+    })
+}
+
+/// The ending every state change shares: saves the balances, then answers with the record
+/// as written (`reload` reads row `key` back).
+fn commit<S: SqlStore, T>(
+    s: &mut S,
+    b: &Balances,
+    reload: fn(&mut S, &str) -> Result<T, LedgerError>,
+    key: &str,
+) -> Result<Applied<T>, LedgerError> {
+    b.save(s)?;
+    Ok(Applied {
+        record: reload(s, key)?,
+        replayed: false,
+    })
+}
+
+/// A table of records that open in one state and close once (payments, payouts); names are
+/// constants, never input.
+struct Records {
+    table: &'static str,
+    key: &'static str,
+    open: &'static str,
+}
+
+/// Moves the open record `key` to its final `state`, setting `set.0` (a constant column) to
+/// `set.1`. False when the record was not open: a broken invariant the caller reports.
+fn close<S: SqlStore>(
+    s: &mut S,
+    t: &Records,
+    key: &str,
+    state: &str,
+    set: (&'static str, &str),
+    now_ms: i64,
+    seq: i64,
+) -> Result<bool, LedgerError> {
+    let Records {
+        table,
+        key: key_column,
+        open,
+    } = t;
+    let column = set.0;
+    let sql = format!(
+        "UPDATE {table} SET state = ?, {column} = ?, updated_at_ms = ?, last_seq = ?
+         WHERE {key_column} = ? AND state = '{open}' RETURNING {key_column}"
+    );
+    let updated = s.query_opt(
+        &sql,
+        &[
+            state.into(),
+            set.1.into(),
+            checked_int(now_ms)?,
+            checked_int(seq)?,
+            key.into(),
+        ],
+    )?;
+    Ok(updated.is_some())
+}
+
 /// Appends one entry with the next seq and advances `b.last_seq` (saved by the caller in the
 /// same atomic step). Returns the seq.
 fn append<S: SqlStore>(s: &mut S, b: &mut Balances, e: &LedgerEntry) -> Result<i64, LedgerError> {

@@ -14,7 +14,7 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, Resu
 
 use super::wire::{handle, MAX_BODY_BYTES};
 use super::{Ledger, RESERVATION_TTL_MS, SWEEP_BATCH};
-use crate::http::{at_ms, ensure_alarm, json, now_ms, problem, read_body};
+use crate::http::{at_ms, ensure_alarm, now_ms, problem, reply, Call};
 use crate::sql_do::DoSql;
 
 #[durable_object]
@@ -33,51 +33,41 @@ impl DurableObject for TenantLedger {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let segments: Vec<String> = url
-            .path_segments()
-            .map(|s| s.map(str::to_owned).collect())
-            .unwrap_or_default();
-        let segs: Vec<&str> = segments
-            .iter()
-            .map(String::as_str)
+        let call = match Call::read(&mut req, &[Method::Post], MAX_BODY_BYTES).await? {
+            Ok(call) => call,
+            Err(p) => return problem(&p),
+        };
+        let segs: Vec<&str> = call
+            .segments()
+            .into_iter()
             .filter(|s| !s.is_empty())
             .collect();
-        let query: Vec<(String, String)> = url
+        let query: Vec<(String, String)> = call
+            .url
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let method = req.method();
-        let body = if method == Method::Post {
-            match read_body(&mut req, MAX_BODY_BYTES).await? {
-                Ok(body) => body,
-                Err(p) => return problem(&p),
-            }
-        } else {
-            Vec::new()
-        };
         let now = now_ms();
-        let outcome = {
-            let mut sql = DoSql::new(&self.state);
-            handle(&mut sql, method.as_ref(), &segs, &query, &body, now)
-        };
-        match outcome {
-            Ok((status, value)) => {
-                if status == 201 && segs.as_slice() == ["payments", "reserve"] {
-                    // Due when a reservation made now expires; a pending earlier alarm re-arms
-                    // itself for later reservations.
-                    ensure_alarm(
-                        &self.state,
-                        &self.alarm_known,
-                        now.saturating_add(RESERVATION_TTL_MS),
-                        "ledger sweep",
-                    )
-                    .await;
-                }
-                json(status, &value)
-            }
-            Err(p) => problem(&p),
+        let answer = handle(
+            &mut DoSql::new(&self.state),
+            call.method.as_ref(),
+            &segs,
+            &query,
+            &call.body,
+            now,
+        );
+        if matches!(answer, Ok((201, _))) && segs.as_slice() == ["payments", "reserve"] {
+            // Due when a reservation made now expires; a pending earlier alarm re-arms
+            // itself for later reservations.
+            ensure_alarm(
+                &self.state,
+                &self.alarm_known,
+                now.saturating_add(RESERVATION_TTL_MS),
+                "ledger sweep",
+            )
+            .await;
         }
+        reply(answer)
     }
 
     async fn alarm(&self) -> Result<Response> {

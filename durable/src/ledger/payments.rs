@@ -2,11 +2,11 @@
 
 use super::{
     add, check_now, check_positive, check_text, check_token, corrupt, dec, inc, split_fee, sub,
-    Applied, Balances, EntryKind, Ledger, LedgerEntry, LedgerError, Payment, PaymentState,
+    Applied, Balances, EntryKind, Ledger, LedgerEntry, LedgerError, Payment, PaymentState, Records,
     Settlement, DAY_MS, EXPIRED_REASON, LOCAL_TX_PREFIX, MAX_FINGERPRINT_LEN, MAX_KEY_LEN,
     MAX_REASON_LEN, MAX_TX_REF_LEN,
 };
-use super::{amount_at, amount_sql, append, count_at, count_sql};
+use super::{amount_at, amount_sql, append, close, commit, count_at, count_sql, replayed};
 use super::{opt_amount_at, opt_bool_at, opt_bps_at, opt_network_at, opt_string_at};
 use crate::store::{checked_int, Row, SqlStore};
 use crate::tenant::parse_evm_address;
@@ -46,6 +46,12 @@ pub(super) fn load_payment<S: SqlStore>(
         .map(payment)
         .transpose()
 }
+
+const PAYMENTS: Records = Records {
+    table: "ledger_payments",
+    key: "payment_key",
+    open: "reserved",
+};
 
 fn reload<S: SqlStore>(s: &mut S, key: &str) -> Result<Payment, LedgerError> {
     load_payment(s, key)?.ok_or_else(|| corrupt(format!("payment {key:?} vanished after write")))
@@ -203,10 +209,7 @@ fn settle_in<S: SqlStore>(
     match p.state {
         PaymentState::Settled => {
             return match n.differs_from(&p) {
-                None => Ok(Applied {
-                    record: p,
-                    replayed: true,
-                }),
+                None => replayed(p),
                 Some(field) => Err(LedgerError::SettlementConflict(field)),
             }
         }
@@ -260,11 +263,7 @@ fn settle_in<S: SqlStore>(
     if updated.is_none() {
         return Err(corrupt(format!("payment {key:?} left reserved mid-settle")));
     }
-    b.save(s)?;
-    Ok(Applied {
-        record: reload(s, key)?,
-        replayed: false,
-    })
+    commit(s, &b, reload, key)
 }
 
 /// A settlement's reference must identify it alone. A local settlement's is
@@ -403,12 +402,7 @@ fn void_in<S: SqlStore>(
 ) -> Result<Applied<Payment>, LedgerError> {
     let p = load_payment(s, key)?.ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
     match p.state {
-        PaymentState::Voided => {
-            return Ok(Applied {
-                record: p,
-                replayed: true,
-            })
-        }
+        PaymentState::Voided => return replayed(p),
         PaymentState::Settled => return Err(LedgerError::PaymentAlreadySettled),
         PaymentState::Reserved => {}
     }
@@ -421,23 +415,17 @@ fn void_in<S: SqlStore>(
     e.payment_key = Some(key.to_owned());
     e.reason = Some(reason.to_owned());
     let seq = append(s, &mut b, &e)?;
-    let updated = s.query_opt(
-        "UPDATE ledger_payments SET state = 'voided', void_reason = ?, updated_at_ms = ?,
-            last_seq = ?
-         WHERE payment_key = ? AND state = 'reserved' RETURNING payment_key",
-        &[
-            reason.into(),
-            checked_int(now_ms)?,
-            checked_int(seq)?,
-            key.into(),
-        ],
-    )?;
-    if updated.is_none() {
+    let voided = PaymentState::Voided.as_str();
+    if !close(
+        s,
+        &PAYMENTS,
+        key,
+        voided,
+        ("void_reason", reason),
+        now_ms,
+        seq,
+    )? {
         return Err(corrupt(format!("payment {key:?} left reserved mid-void")));
     }
-    b.save(s)?;
-    Ok(Applied {
-        record: reload(s, key)?,
-        replayed: false,
-    })
+    commit(s, &b, reload, key)
 }

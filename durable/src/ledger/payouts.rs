@@ -8,10 +8,10 @@
 
 use super::{
     add, check_now, check_positive, check_text, check_token, corrupt, dec, inc, sub, Applied,
-    Balances, EntryKind, Ledger, LedgerEntry, LedgerError, Payout, PayoutState,
+    Balances, EntryKind, Ledger, LedgerEntry, LedgerError, Payout, PayoutState, Records,
     MAX_FINGERPRINT_LEN, MAX_KEY_LEN, MAX_REASON_LEN, MAX_TX_REF_LEN,
 };
-use super::{amount_at, amount_sql, append, opt_string_at};
+use super::{amount_at, amount_sql, append, close, commit, opt_string_at, replayed};
 use crate::store::{checked_int, Row, SqlStore};
 use crate::tenant::parse_evm_address;
 
@@ -50,6 +50,12 @@ fn load_by<S: SqlStore>(s: &mut S, column: &str, v: &str) -> Result<Option<Payou
 pub(super) fn load_payout<S: SqlStore>(s: &mut S, id: &str) -> Result<Option<Payout>, LedgerError> {
     load_by(s, "payout_id", id)
 }
+
+const PAYOUTS: Records = Records {
+    table: "ledger_payouts",
+    key: "payout_id",
+    open: "pending",
+};
 
 fn reload<S: SqlStore>(s: &mut S, id: &str) -> Result<Payout, LedgerError> {
     load_payout(s, id)?.ok_or_else(|| corrupt(format!("payout {id:?} vanished after write")))
@@ -160,10 +166,7 @@ fn create_in<S: SqlStore>(
         // The original answer, even if funds have moved since: it was applied once.
         return if p.fingerprint == fingerprint && p.amount == amount && p.destination == destination
         {
-            Ok(Applied {
-                record: p,
-                replayed: true,
-            })
+            replayed(p)
         } else {
             Err(LedgerError::IdempotencyKeyReused)
         };
@@ -201,11 +204,7 @@ fn create_in<S: SqlStore>(
             checked_int(seq)?,
         ],
     )?;
-    b.save(s)?;
-    Ok(Applied {
-        record: reload(s, &id)?,
-        replayed: false,
-    })
+    commit(s, &b, reload, &id)
 }
 
 fn post_in<S: SqlStore>(
@@ -216,12 +215,7 @@ fn post_in<S: SqlStore>(
 ) -> Result<Applied<Payout>, LedgerError> {
     let p = load_payout(s, id)?.ok_or_else(|| LedgerError::PayoutNotFound(id.to_owned()))?;
     match p.state {
-        PayoutState::Posted if p.tx_ref.as_deref() == Some(tx_ref) => {
-            return Ok(Applied {
-                record: p,
-                replayed: true,
-            })
-        }
+        PayoutState::Posted if p.tx_ref.as_deref() == Some(tx_ref) => return replayed(p),
         PayoutState::Posted => return Err(LedgerError::PayoutAlreadyPosted),
         PayoutState::Voided => return Err(LedgerError::PayoutAlreadyVoided),
         PayoutState::Pending => {}
@@ -237,12 +231,8 @@ fn post_in<S: SqlStore>(
     e.destination = Some(p.destination.clone());
     e.tx_ref = Some(tx_ref.to_owned());
     let seq = append(s, &mut b, &e)?;
-    finish(s, id, PayoutState::Posted, "tx_ref", tx_ref, now_ms, seq)?;
-    b.save(s)?;
-    Ok(Applied {
-        record: reload(s, id)?,
-        replayed: false,
-    })
+    finish(s, id, PayoutState::Posted, ("tx_ref", tx_ref), now_ms, seq)?;
+    commit(s, &b, reload, id)
 }
 
 fn void_in<S: SqlStore>(
@@ -253,12 +243,7 @@ fn void_in<S: SqlStore>(
 ) -> Result<Applied<Payout>, LedgerError> {
     let p = load_payout(s, id)?.ok_or_else(|| LedgerError::PayoutNotFound(id.to_owned()))?;
     match p.state {
-        PayoutState::Voided => {
-            return Ok(Applied {
-                record: p,
-                replayed: true,
-            })
-        }
+        PayoutState::Voided => return replayed(p),
         PayoutState::Posted => return Err(LedgerError::PayoutAlreadyPosted),
         PayoutState::Pending => {}
     }
@@ -276,43 +261,23 @@ fn void_in<S: SqlStore>(
         s,
         id,
         PayoutState::Voided,
-        "void_reason",
-        reason,
+        ("void_reason", reason),
         now_ms,
         seq,
     )?;
-    b.save(s)?;
-    Ok(Applied {
-        record: reload(s, id)?,
-        replayed: false,
-    })
+    commit(s, &b, reload, id)
 }
 
-/// Moves a pending payout to its final `state`, setting `column` (a constant, never input).
+/// Moves a pending payout to its final `state`, setting `set.0` (a constant column).
 fn finish<S: SqlStore>(
     s: &mut S,
     id: &str,
     state: PayoutState,
-    column: &'static str,
-    value: &str,
+    set: (&'static str, &str),
     now_ms: i64,
     seq: i64,
 ) -> Result<(), LedgerError> {
-    let sql = format!(
-        "UPDATE ledger_payouts SET state = ?, {column} = ?, updated_at_ms = ?, last_seq = ?
-         WHERE payout_id = ? AND state = 'pending' RETURNING payout_id"
-    );
-    let updated = s.query_opt(
-        &sql,
-        &[
-            state.as_str().into(),
-            value.into(),
-            checked_int(now_ms)?,
-            checked_int(seq)?,
-            id.into(),
-        ],
-    )?;
-    if updated.is_none() {
+    if !close(s, &PAYOUTS, id, state.as_str(), set, now_ms, seq)? {
         return Err(corrupt(format!("payout {id:?} was not pending")));
     }
     Ok(())

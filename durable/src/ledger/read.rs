@@ -363,53 +363,51 @@ impl Replay {
                 self.b
             )));
         }
-        let mut payments = BTreeMap::new();
-        for r in s.exec(
+        agrees(
+            s,
             "SELECT payment_key, state, gross, fee, net, last_seq FROM ledger_payments",
-            &[],
-        )? {
-            let p = DerivedPayment {
-                state: PaymentState::parse(r.text(1)?)?,
-                gross: amount_at(&r, 2)?,
-                fee: opt_amount_at(&r, 3)?,
-                net: opt_amount_at(&r, 4)?,
-                last_seq: r.int(5)?,
-            };
-            payments.insert(r.text(0)?.to_owned(), p);
-        }
-        if payments != self.payments {
-            return Err(corrupt("payments table disagrees with the journal"));
-        }
-        let mut payouts = BTreeMap::new();
-        for r in s.exec(
+            |r| {
+                let p = DerivedPayment {
+                    state: PaymentState::parse(r.text(1)?)?,
+                    gross: amount_at(r, 2)?,
+                    fee: opt_amount_at(r, 3)?,
+                    net: opt_amount_at(r, 4)?,
+                    last_seq: r.int(5)?,
+                };
+                Ok((r.text(0)?.to_owned(), p))
+            },
+            &self.payments,
+            "payments table disagrees with the journal",
+        )?;
+        agrees(
+            s,
             "SELECT payout_id, state, amount, last_seq FROM ledger_payouts",
-            &[],
-        )? {
-            let p = DerivedPayout {
-                state: PayoutState::parse(r.text(1)?)?,
-                amount: amount_at(&r, 2)?,
-                last_seq: r.int(3)?,
-            };
-            payouts.insert(r.text(0)?.to_owned(), p);
-        }
-        if payouts != self.payouts {
-            return Err(corrupt("payouts table disagrees with the journal"));
-        }
-        let mut days = BTreeMap::new();
-        for r in s.exec("SELECT day, gross, fee, net, count FROM ledger_days", &[])? {
-            days.insert(
-                r.int(0)?,
-                (
-                    amount_at(&r, 1)?,
-                    amount_at(&r, 2)?,
-                    amount_at(&r, 3)?,
-                    count_at(&r, 4)?,
-                ),
-            );
-        }
-        if days != self.days {
-            return Err(corrupt("day buckets disagree with the journal"));
-        }
+            |r| {
+                let p = DerivedPayout {
+                    state: PayoutState::parse(r.text(1)?)?,
+                    amount: amount_at(r, 2)?,
+                    last_seq: r.int(3)?,
+                };
+                Ok((r.text(0)?.to_owned(), p))
+            },
+            &self.payouts,
+            "payouts table disagrees with the journal",
+        )?;
+        agrees(
+            s,
+            "SELECT day, gross, fee, net, count FROM ledger_days",
+            |r| {
+                let totals = (
+                    amount_at(r, 1)?,
+                    amount_at(r, 2)?,
+                    amount_at(r, 3)?,
+                    count_at(r, 4)?,
+                );
+                Ok((r.int(0)?, totals))
+            },
+            &self.days,
+            "day buckets disagree with the journal",
+        )?;
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         Ok(AuditReport {
             entries: u64::try_from(self.b.last_seq).unwrap_or(0),
@@ -417,4 +415,24 @@ impl Replay {
             payouts: count(self.payouts.len()),
         })
     }
+}
+
+/// Reads every row of `sql` as a (key, value) pair and checks that the table holds exactly
+/// what the journal derived; else `corrupt(what)`.
+fn agrees<S: SqlStore, K: Ord, V: PartialEq>(
+    s: &mut S,
+    sql: &str,
+    row: fn(&Row) -> Result<(K, V), LedgerError>,
+    derived: &BTreeMap<K, V>,
+    what: &str,
+) -> Result<(), LedgerError> {
+    let stored = s
+        .exec(sql, &[])?
+        .iter()
+        .map(row)
+        .collect::<Result<BTreeMap<K, V>, LedgerError>>()?;
+    if &stored != derived {
+        return Err(corrupt(what));
+    }
+    Ok(())
 }

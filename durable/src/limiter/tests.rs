@@ -345,27 +345,19 @@ proptest! {
 fn first_request_always_fits_and_state_survives_a_new_limiter() {
     let pol = GcraPolicy::new(1, 60, 0).unwrap();
     let mut db = MemSql::new();
-    assert!(
+    // Each check opens a new limiter over the same storage (an evicted and re-created object).
+    let mut check_at = |now_ms| {
         Limiter::open(&mut db)
             .unwrap()
-            .check("k", &pol, 1_000, 1)
+            .check("k", &pol, now_ms, 1)
             .unwrap()
-            .allowed
-    );
-    // A new limiter (an evicted and re-created object) still refuses for a minute.
-    let d = Limiter::open(&mut db)
-        .unwrap()
-        .check("k", &pol, 2_000, 1)
-        .unwrap();
+    };
+    assert!(check_at(1_000).allowed);
+    // A new limiter still refuses for a minute.
+    let d = check_at(2_000);
     assert!(!d.allowed);
     assert_eq!(d.retry_after_ms, Some(59_000));
-    assert!(
-        Limiter::open(&mut db)
-            .unwrap()
-            .check("k", &pol, 61_000, 1)
-            .unwrap()
-            .allowed
-    );
+    assert!(check_at(61_000).allowed);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
 use super::{Registry, TenantStatus, DEFAULT_PAGE};
-use crate::http::{json, now_ms, problem};
+use crate::http::{now_ms, reply, to_value, Answer, Call};
 use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::tenant::{validate_slug, TenantConfig};
@@ -23,23 +23,9 @@ impl DurableObject for TenantRegistry {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let segments: Vec<String> = url
-            .path_segments()
-            .map(|s| s.map(str::to_owned).collect())
-            .unwrap_or_default();
-        let method = req.method();
-        let body = if matches!(method, Method::Put) {
-            req.bytes().await?
-        } else {
-            Vec::new()
-        };
-        let mut sql = DoSql::new(&self.state);
-        let outcome = handle(&mut sql, &method, &segments, url.query_pairs(), &body);
-        match outcome {
-            Ok((status, value)) => json(status, &value),
-            Err(p) => problem(&p),
-        }
+        // A config's size is the parser's to judge (`TenantConfig::parse`, 413).
+        let call = Call::read(&mut req, &[Method::Put], usize::MAX).await?;
+        reply(call.and_then(|call| handle(&mut DoSql::new(&self.state), &call)))
     }
 }
 
@@ -47,20 +33,13 @@ fn not_found(slug: &str) -> Problem {
     Problem::new(Code::TenantNotFound).detail(format!("no tenant {slug:?}"))
 }
 
-fn handle<'q>(
-    sql: &mut DoSql,
-    method: &Method,
-    segments: &[String],
-    query: impl Iterator<Item = (std::borrow::Cow<'q, str>, std::borrow::Cow<'q, str>)>,
-    body: &[u8],
-) -> std::result::Result<(u16, serde_json::Value), Problem> {
+fn handle(sql: &mut DoSql, call: &Call) -> Answer {
     let mut reg = Registry::open(sql)?;
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (method, segs.as_slice()) {
+    match (&call.method, call.segments().as_slice()) {
         (Method::Get, ["tenants"]) => {
             let mut after = None;
             let mut limit = DEFAULT_PAGE;
-            for (k, v) in query {
+            for (k, v) in call.url.query_pairs() {
                 match k.as_ref() {
                     "after" => after = Some(v.into_owned()),
                     "limit" => {
@@ -85,7 +64,7 @@ fn handle<'q>(
             .map(|r| (200, to_value(&r)))
             .ok_or_else(|| not_found(slug)),
         (Method::Put, ["tenants", slug]) => {
-            let config = TenantConfig::parse(body, slug)?;
+            let config = TenantConfig::parse(&call.body, slug)?;
             let (rec, created) = reg.put(&config, now_ms())?;
             Ok((if created { 201 } else { 200 }, to_value(&rec)))
         }
@@ -108,8 +87,4 @@ fn handle<'q>(
         }
         _ => Err(Problem::new(Code::RouteNotFound)),
     }
-}
-
-fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }

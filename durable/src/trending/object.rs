@@ -11,7 +11,7 @@
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
 use super::{Rollup, Window, DEFAULT_TOP, MAX_TOP};
-use crate::http::{at_ms, json, now_ms, problem, read_body};
+use crate::http::{at_ms, invalid_query, now_ms, problem, reply, to_value, Call};
 use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::tenant::validate_slug;
@@ -35,33 +35,19 @@ impl DurableObject for Trending {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let method = req.method();
-        let body = if matches!(method, Method::Post) {
-            match read_body(&mut req, MAX_ROLLUP_BYTES).await? {
-                Ok(b) => b,
-                Err(p) => return problem(&p),
-            }
-        } else {
-            Vec::new()
+        let call = match Call::read(&mut req, &[Method::Post], MAX_ROLLUP_BYTES).await? {
+            Ok(call) => call,
+            Err(p) => return problem(&p),
         };
         let now = now_ms();
-        let outcome = {
-            let mut sql = DoSql::new(&self.state);
-            handle(&mut sql, &method, url.path(), url.query_pairs(), &body, now)
-        };
-        match outcome {
-            Ok((status, value, wrote)) => {
-                if wrote {
-                    let storage = self.state.storage();
-                    if storage.get_alarm().await?.is_none() {
-                        storage.set_alarm(at_ms(now + SWEEP_INTERVAL_MS)).await?;
-                    }
-                }
-                json(status, &value)
+        let outcome = handle(&mut DoSql::new(&self.state), &call, now);
+        if matches!(outcome, Ok((_, _, true))) {
+            let storage = self.state.storage();
+            if storage.get_alarm().await?.is_none() {
+                storage.set_alarm(at_ms(now + SWEEP_INTERVAL_MS)).await?;
             }
-            Err(p) => problem(&p),
         }
+        reply(outcome.map(|(status, value, _)| (status, value)))
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -89,25 +75,14 @@ fn to_worker(e: super::TrendError) -> worker::Error {
     worker::Error::RustError(e.to_string())
 }
 
-fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(Code::InvalidQuery).field(field).detail(detail)
-}
-
 /// The status, the answer, and whether it wrote (so a sweep alarm is needed).
 type Handled = (u16, serde_json::Value, bool);
 
-fn handle<'q>(
-    sql: &mut DoSql,
-    method: &Method,
-    path: &str,
-    query: impl Iterator<Item = (std::borrow::Cow<'q, str>, std::borrow::Cow<'q, str>)>,
-    body: &[u8],
-    now: i64,
-) -> std::result::Result<Handled, Problem> {
+fn handle(sql: &mut DoSql, call: &Call, now: i64) -> std::result::Result<Handled, Problem> {
     let mut window = Window::H24;
     let mut limit = DEFAULT_TOP;
     let mut tenant = None;
-    for (k, v) in query {
+    for (k, v) in call.url.query_pairs() {
         match k.as_ref() {
             "window" => {
                 window = Window::parse(&v)
@@ -125,9 +100,9 @@ fn handle<'q>(
         }
     }
     let mut core = super::Trending::open(sql)?;
-    match (method, path) {
+    match (&call.method, call.url.path()) {
         (Method::Post, "/rollup") => {
-            let mut de = serde_json::Deserializer::from_slice(body);
+            let mut de = serde_json::Deserializer::from_slice(&call.body);
             let rollup: Rollup = serde_path_to_error::deserialize(&mut de).map_err(|e| {
                 let field = e.path().to_string();
                 Problem::new(Code::InvalidRollup)
@@ -153,8 +128,4 @@ fn handle<'q>(
         }
         _ => Err(Problem::new(Code::RouteNotFound)),
     }
-}
-
-fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
