@@ -140,7 +140,7 @@ fn forward_request(req: &Request, url: &Url, rest: &str) -> Result<web_sys::Requ
     // Copy natively, then delete what must not cross: fewer Wasm/JS crossings per header
     // than rebuilding the set entry by entry.
     let headers = web_sys::Headers::new_with_headers(&inner.headers())?;
-    drop_headers(&headers, |name| !forward_request_header(name, &tokens))?;
+    crate::http::respond::drop_headers(&headers, |name| !forward_request_header(name, &tokens))?;
     let mut target = format!("{}{}", url.origin().ascii_serialization(), rest);
     if let Some(q) = url.query() {
         target.push('?');
@@ -154,18 +154,4 @@ fn forward_request(req: &Request, url: &Url, rest: &str) -> Result<web_sys::Requ
         init.set_body(&body);
     }
     web_sys::Request::new_with_str_and_init(&target, &init)
-}
-
-/// Deletes every header whose (lowercase) name `drop` selects.
-fn drop_headers(headers: &web_sys::Headers, drop: impl Fn(&str) -> bool) -> Result<(), JsValue> {
-    let doomed: Vec<String> = headers
-        .keys()
-        .into_iter()
-        .filter_map(|k| k.ok().and_then(|k| k.as_string()))
-        .filter(|k| drop(k))
-        .collect();
-    for name in doomed {
-        headers.delete(&name)?;
-    }
-    Ok(())
 }

@@ -61,27 +61,30 @@ impl FacilitatorFailure {
         Problem::new(self.code()).detail(format!("{detail}; the call was not served"))
     }
 }
+
 /// Reads `POST /verify`'s answer. 2xx must be a verify answer; a 4xx is accepted only when
 /// it carries one saying the payment is invalid (some facilitators answer 400 so); anything
 /// else is a failure.
 pub fn read_verify(status: u16, body: &[u8]) -> Result<VerifyResponse, FacilitatorFailure> {
-    match status {
-        200..=299 => parse_verify_response(body).map_err(FacilitatorFailure::BadResponse),
-        400..=499 => match parse_verify_response(body) {
-            Ok(v) if !v.is_valid => Ok(v),
-            _ => Err(FacilitatorFailure::Status(status)),
-        },
-        _ => Err(FacilitatorFailure::Status(status)),
-    }
+    read_answer(status, body, parse_verify_response, |v| !v.is_valid)
 }
 
 /// Reads `POST /settle`'s answer, like [`read_verify`]: a 4xx counts only as an explicit
 /// `success: false`.
 pub fn read_settle(status: u16, body: &[u8]) -> Result<SettleResponse, FacilitatorFailure> {
+    read_answer(status, body, parse_settle_response, |s| !s.success)
+}
+
+fn read_answer<T>(
+    status: u16,
+    body: &[u8],
+    parse: fn(&[u8]) -> Result<T, X402Error>,
+    is_refusal: fn(&T) -> bool,
+) -> Result<T, FacilitatorFailure> {
     match status {
-        200..=299 => parse_settle_response(body).map_err(FacilitatorFailure::BadResponse),
-        400..=499 => match parse_settle_response(body) {
-            Ok(s) if !s.success => Ok(s),
+        200..=299 => parse(body).map_err(FacilitatorFailure::BadResponse),
+        400..=499 => match parse(body) {
+            Ok(answer) if is_refusal(&answer) => Ok(answer),
             _ => Err(FacilitatorFailure::Status(status)),
         },
         _ => Err(FacilitatorFailure::Status(status)),

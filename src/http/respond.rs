@@ -42,6 +42,21 @@ pub fn restream(
     drop: impl Fn(&str) -> bool,
 ) -> Result<Response, JsValue> {
     let headers = web_sys::Headers::new_with_headers(&answer.headers())?;
+    drop_headers(&headers, drop)?;
+    let init = web_sys::ResponseInit::new();
+    init.set_status(answer.status());
+    init.set_status_text(&answer.status_text());
+    init.set_headers(&headers);
+    let out =
+        web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
+    Ok(Response::from(out))
+}
+
+/// Deletes every header whose (lowercase) name `drop` selects.
+pub fn drop_headers(
+    headers: &web_sys::Headers,
+    drop: impl Fn(&str) -> bool,
+) -> Result<(), JsValue> {
     let doomed: Vec<String> = headers
         .keys()
         .into_iter()
@@ -51,11 +66,14 @@ pub fn restream(
     for name in doomed {
         headers.delete(&name)?;
     }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(answer.status());
-    init.set_status_text(&answer.status_text());
-    init.set_headers(&headers);
-    let out =
-        web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
-    Ok(Response::from(out))
+    Ok(())
+}
+
+/// Headers from name-value pairs (appended in order, so repeated names stay repeated).
+pub fn js_headers(pairs: &[(String, String)]) -> Result<web_sys::Headers, JsValue> {
+    let h = web_sys::Headers::new()?;
+    for (n, v) in pairs {
+        h.append(n, v)?;
+    }
+    Ok(h)
 }

@@ -8,35 +8,32 @@ use claw_durable::problem::{Code, Problem};
 use claw_durable::registry::TenantPage;
 use futures::future::join_all;
 use serde_json::{json, Value};
-use worker::{Env, Method, Request, Response};
+use worker::{Env, Method, Response};
 
 use super::edge::{self as ledger, to_response, wire_json};
 use super::{
-    earnings_page_query, forward_query, idempotency_key, payout_request, sum_earnings,
-    MAX_PAYOUT_BODY_BYTES,
+    earnings_page_query, idempotency_key, payout_request, sum_earnings, MAX_PAYOUT_BODY_BYTES,
 };
 use crate::http::body::read_bounded;
+use crate::http::query::Query;
 use crate::http::respond;
+use crate::platform::edge::PlatformCall;
 use crate::platform::LedgerRoute;
 use crate::registry::edge as registry;
 
-pub async fn handle(
-    mut req: Request,
-    env: &Env,
-    route: LedgerRoute,
-    query: Option<&str>,
-) -> Result<Response, Problem> {
-    if let Some(slug) = route_slug(&route) {
+pub async fn handle(call: PlatformCall<'_>, route: LedgerRoute) -> Result<Response, Problem> {
+    let (mut req, env, query) = call.into_parts();
+    if let Some(slug) = route.slug() {
         // Ledgers exist for registered tenants only (no object is made for a typo).
         registry::existing(env, slug).await?;
     }
     match route {
         LedgerRoute::Entries { slug } => {
-            let q = forward_query(query, &["after", "limit"]);
+            let q = Query::parse(query).forward(&["after", "limit"]);
             ask(env, &slug, Method::Get, format!("/entries{q}"), None).await
         }
         LedgerRoute::Earnings { slug } => {
-            let q = forward_query(query, &["days"]);
+            let q = Query::parse(query).forward(&["days"]);
             ask(env, &slug, Method::Get, format!("/earnings{q}"), None).await
         }
         LedgerRoute::CreatePayout { slug } => {
@@ -67,18 +64,6 @@ pub async fn handle(
             ask(env, &slug, Method::Post, path, Some(wire_json(&void))).await
         }
         LedgerRoute::AllEarnings => all_earnings(env, query).await,
-    }
-}
-
-fn route_slug(route: &LedgerRoute) -> Option<&str> {
-    match route {
-        LedgerRoute::Entries { slug }
-        | LedgerRoute::Earnings { slug }
-        | LedgerRoute::CreatePayout { slug }
-        | LedgerRoute::Payout { slug, .. }
-        | LedgerRoute::PostPayout { slug, .. }
-        | LedgerRoute::VoidPayout { slug, .. } => Some(slug),
-        LedgerRoute::AllEarnings => None,
     }
 }
 

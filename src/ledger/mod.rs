@@ -20,6 +20,8 @@ use claw_durable::ledger::wire::PayoutRequest;
 use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{parse_atomic_amount, validate_slug};
 use serde::Deserialize;
+
+use crate::http::query::{invalid_query, Query};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -33,26 +35,6 @@ pub const DEFAULT_EARNINGS_PAGE: u32 = 10;
 /// Day buckets per tenant in the cross-tenant view at most (the per-tenant view allows the
 /// ledger's own maximum).
 pub const MAX_EARNINGS_PAGE_DAYS: u32 = 31;
-
-/// The last value of each query parameter in `keep`, re-encoded: nothing else reaches the
-/// ledger object. The object validates the values.
-pub fn forward_query(query: Option<&str>, keep: &[&str]) -> String {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for k in keep {
-        if let Some((_, v)) = pairs.iter().rev().find(|(name, _)| name == k) {
-            out.append_pair(k, v);
-        }
-    }
-    let q = out.finish();
-    if q.is_empty() {
-        q
-    } else {
-        format!("?{q}")
-    }
-}
 
 /// The `Idempotency-Key` header: required, 1..=200 bytes of printable ASCII, no spaces.
 pub fn idempotency_key(header: Option<&str>) -> Result<String, Problem> {
@@ -108,45 +90,28 @@ pub struct EarningsPageQuery {
     pub days: u32,
 }
 
-fn invalid_query(field: &str, detail: String) -> Problem {
-    Problem::new(Code::InvalidQuery).field(field).detail(detail)
-}
-
 pub fn earnings_page_query(query: Option<&str>) -> Result<EarningsPageQuery, Problem> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let last = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let int = |name: &str, max: u32, default: u32| match last(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| invalid_query(name, format!("{name} must be 1 to {max}"))),
-    };
-    let after = match last("after").filter(|a| !a.is_empty()) {
+    let q = Query::parse(query);
+    let after = match q.last("after").filter(|a| !a.is_empty()) {
         None => None,
-        Some(a) => match validate_slug(&a) {
-            Ok(()) => Some(a),
-            Err(_) => {
-                return Err(invalid_query(
-                    "after",
-                    "after must be a tenant slug (a nextCursor)".into(),
-                ))
-            }
-        },
+        Some(a) if validate_slug(a).is_ok() => Some(a.to_owned()),
+        Some(_) => {
+            return Err(invalid_query(
+                "after",
+                "after must be a tenant slug (a nextCursor)",
+            ))
+        }
     };
+    let limit_detail = format!("limit must be 1 to {MAX_EARNINGS_PAGE}");
+    let days_detail = format!("days must be 1 to {MAX_EARNINGS_PAGE_DAYS}");
     Ok(EarningsPageQuery {
         after,
-        limit: int("limit", MAX_EARNINGS_PAGE, DEFAULT_EARNINGS_PAGE)?,
-        days: int("days", MAX_EARNINGS_PAGE_DAYS, 7)?,
+        limit: q
+            .int("limit", 1..=MAX_EARNINGS_PAGE, &limit_detail)?
+            .unwrap_or(DEFAULT_EARNINGS_PAGE),
+        days: q
+            .int("days", 1..=MAX_EARNINGS_PAGE_DAYS, &days_detail)?
+            .unwrap_or(7),
     })
 }
 
@@ -189,24 +154,6 @@ pub fn sum_earnings<'a>(answers: impl IntoIterator<Item = &'a Value>) -> Result<
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn queries_forward_only_known_keys_re_encoded() {
-        assert_eq!(
-            forward_query(Some("after=5&limit=10&x=1"), &["after", "limit"]),
-            "?after=5&limit=10"
-        );
-        assert_eq!(
-            forward_query(Some("after=1&after=7"), &["after"]),
-            "?after=7"
-        );
-        assert_eq!(forward_query(None, &["days"]), "");
-        assert_eq!(
-            forward_query(Some("days=1%262"), &["days"]),
-            "?days=1%262",
-            "values cannot smuggle parameters"
-        );
-    }
 
     #[test]
     fn idempotency_keys_are_required_and_bounded() {

@@ -133,7 +133,8 @@ async fn paid_call(
     }
 
     // 4. Dispatch, buffered.
-    let answer = match dispatch_buffered(req, env, config, url, rest, usage.id()).await {
+    let dispatched = dispatch::to_tenant(req, env, config, url, rest, usage.id());
+    let answer = match buffered(dispatched).await {
         Ok(TenantAnswer::Served(a)) => a,
         Ok(TenantAnswer::Refused(resp)) => {
             // The reference behaviour: a tenant answer of 400 or more is passed through
@@ -408,18 +409,13 @@ enum TenantAnswer {
     Refused(Response),
 }
 
-/// Dispatches and buffers the answer, within [`TENANT_DEADLINE_MS`] and
-/// [`MAX_PAID_RESPONSE_BYTES`].
-async fn dispatch_buffered(
-    req: Request,
-    env: &Env,
-    config: &TenantConfig,
-    url: &Url,
-    rest: &str,
-    call_id: &str,
+/// Awaits the tenant's answer (`dispatched`) and buffers it, within
+/// [`TENANT_DEADLINE_MS`] and [`MAX_PAID_RESPONSE_BYTES`].
+async fn buffered(
+    dispatched: impl std::future::Future<Output = Result<Response, Problem>>,
 ) -> Result<TenantAnswer, Problem> {
     let work = async {
-        let mut resp = dispatch::to_tenant(req, env, config, url, rest, call_id).await?;
+        let mut resp = dispatched.await?;
         let status = resp.status_code();
         if status >= 400 {
             return Ok(TenantAnswer::Refused(resp));

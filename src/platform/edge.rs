@@ -8,6 +8,20 @@ use super::auth::bearer_matches;
 use super::{method_not_allowed, route, Access, Lookup, Route};
 use crate::bindings::{self, PLATFORM_EVENTS_PUBLIC};
 
+/// A platform route's request, as the room that serves it receives it (after the token
+/// and the path's parameters were checked).
+pub struct PlatformCall<'a> {
+    pub req: Request,
+    pub env: &'a Env,
+    pub query: Option<&'a str>,
+}
+
+impl<'a> PlatformCall<'a> {
+    pub fn into_parts(self) -> (Request, &'a Env, Option<&'a str>) {
+        (self.req, self.env, self.query)
+    }
+}
+
 /// `rest` is the path after `/__platform`.
 pub async fn handle(
     req: Request,
@@ -31,10 +45,11 @@ pub async fn handle(
         }
     };
     route.validate()?;
+    let call = PlatformCall { req, env, query };
     match route {
-        Route::Tenants(r) => crate::registry::api::handle(req, env, r, query).await,
-        Route::Ledger(r) => crate::ledger::api::handle(req, env, r, query).await,
-        Route::Usage(r) => crate::usage::api::handle(req, env, r, query).await,
+        Route::Tenants(r) => crate::registry::api::handle(call, r).await,
+        Route::Ledger(r) => crate::ledger::api::handle(call, r).await,
+        Route::Usage(r) => crate::usage::api::handle(call, r).await,
     }
 }
 

@@ -117,6 +117,12 @@ use Seg::{Lit, PayoutId, Slug};
 /// Builds a [`Route`] from the path's parameters, in pattern order.
 type Make = fn(&mut Params) -> Route;
 
+/// A ledger route about one payout: the slug, then the payout id.
+fn payout(p: &mut Params, make: fn(String, String) -> LedgerRoute) -> Route {
+    let slug = p.next();
+    Route::Ledger(make(slug, p.next()))
+}
+
 /// The parameters a pattern captured.
 pub struct Params(std::vec::IntoIter<String>);
 
@@ -177,28 +183,19 @@ pub const ROUTES: &[Row] = &[
         "GET",
         [Lit("ledger"), Slug, Lit("payouts"), PayoutId],
         Payout,
-        |p| {
-            let slug = p.next();
-            Route::Ledger(LedgerRoute::Payout { slug, id: p.next() })
-        }
+        |p| payout(p, |slug, id| LedgerRoute::Payout { slug, id })
     ),
     row!(
         "POST",
         [Lit("ledger"), Slug, Lit("payouts"), PayoutId, Lit("post")],
         Payout,
-        |p| {
-            let slug = p.next();
-            Route::Ledger(LedgerRoute::PostPayout { slug, id: p.next() })
-        }
+        |p| payout(p, |slug, id| LedgerRoute::PostPayout { slug, id })
     ),
     row!(
         "POST",
         [Lit("ledger"), Slug, Lit("payouts"), PayoutId, Lit("void")],
         Payout,
-        |p| {
-            let slug = p.next();
-            Route::Ledger(LedgerRoute::VoidPayout { slug, id: p.next() })
-        }
+        |p| payout(p, |slug, id| LedgerRoute::VoidPayout { slug, id })
     ),
     // Ledger: operators.
     row!("GET", [Lit("earnings")], Operator, |_| Route::Ledger(
@@ -317,34 +314,52 @@ fn check_payout_id(s: &str) -> Result<(), Problem> {
     }
 }
 
+impl TenantRoute {
+    pub fn slug(&self) -> Option<&str> {
+        match self {
+            TenantRoute::List => None,
+            TenantRoute::Get(s)
+            | TenantRoute::Put(s)
+            | TenantRoute::Delete(s)
+            | TenantRoute::Suspend(s)
+            | TenantRoute::Resume(s) => Some(s),
+        }
+    }
+}
+
+impl LedgerRoute {
+    pub fn slug(&self) -> Option<&str> {
+        match self {
+            LedgerRoute::AllEarnings => None,
+            LedgerRoute::Entries { slug }
+            | LedgerRoute::Earnings { slug }
+            | LedgerRoute::CreatePayout { slug }
+            | LedgerRoute::Payout { slug, .. }
+            | LedgerRoute::PostPayout { slug, .. }
+            | LedgerRoute::VoidPayout { slug, .. } => Some(slug),
+        }
+    }
+}
+
+impl UsageRoute {
+    pub fn slug(&self) -> Option<&str> {
+        match self {
+            UsageRoute::Events | UsageRoute::Trending => None,
+            UsageRoute::Series { slug }
+            | UsageRoute::Rollup { slug }
+            | UsageRoute::GetRetention { slug }
+            | UsageRoute::PutRetention { slug } => Some(slug),
+        }
+    }
+}
+
 impl Route {
     /// The tenant the route is about, if any.
     pub fn slug(&self) -> Option<&str> {
         match self {
-            Route::Tenants(TenantRoute::List)
-            | Route::Ledger(LedgerRoute::AllEarnings)
-            | Route::Usage(UsageRoute::Events | UsageRoute::Trending) => None,
-            Route::Tenants(
-                TenantRoute::Get(s)
-                | TenantRoute::Put(s)
-                | TenantRoute::Delete(s)
-                | TenantRoute::Suspend(s)
-                | TenantRoute::Resume(s),
-            ) => Some(s),
-            Route::Ledger(
-                LedgerRoute::Entries { slug }
-                | LedgerRoute::Earnings { slug }
-                | LedgerRoute::CreatePayout { slug }
-                | LedgerRoute::Payout { slug, .. }
-                | LedgerRoute::PostPayout { slug, .. }
-                | LedgerRoute::VoidPayout { slug, .. },
-            ) => Some(slug),
-            Route::Usage(
-                UsageRoute::Series { slug }
-                | UsageRoute::Rollup { slug }
-                | UsageRoute::GetRetention { slug }
-                | UsageRoute::PutRetention { slug },
-            ) => Some(slug),
+            Route::Tenants(r) => r.slug(),
+            Route::Ledger(r) => r.slug(),
+            Route::Usage(r) => r.slug(),
         }
     }
 

@@ -19,7 +19,7 @@ use worker::{web_sys, Cache, Env, Request, Response, Url};
 use crate::bindings::{self, ALLOW_LOOPBACK_UPSTREAMS, PLATFORM_DOMAIN, PLATFORM_HOSTS};
 use crate::http::capped::{read_capped, ReadError};
 use crate::http::deadline::within;
-use crate::http::respond;
+use crate::http::respond::{self, js_headers};
 use crate::proxy::cache::{cache_policy, CacheInput};
 use crate::proxy::headers::{
     check_secret_scope, resolve_injected, sends_caller_authorization, upstream_request_headers,
@@ -254,10 +254,7 @@ fn upstream_request(
     headers: &[(String, String)],
     signal: &web_sys::AbortSignal,
 ) -> Result<web_sys::Request, JsValue> {
-    let h = web_sys::Headers::new()?;
-    for (n, v) in headers {
-        h.append(n, v)?;
-    }
+    let h = js_headers(headers)?;
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     init.set_headers(&h);
@@ -414,10 +411,7 @@ fn build_response(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<Response, JsValue> {
-    let h = web_sys::Headers::new()?;
-    for (n, v) in headers {
-        h.append(n, v)?;
-    }
+    let h = js_headers(headers)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(status);
     init.set_headers(&h);

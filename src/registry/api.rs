@@ -8,15 +8,12 @@ use worker::{Env, Method, Request, Response};
 
 use super::edge as registry;
 use crate::http::body::read_bounded;
+use crate::platform::edge::PlatformCall;
 use crate::platform::TenantRoute;
 use crate::proxy::{validate_secret_scope, validate_upstream};
 
-pub async fn handle(
-    mut req: Request,
-    env: &Env,
-    route: TenantRoute,
-    query: Option<&str>,
-) -> Result<Response, Problem> {
+pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Response, Problem> {
+    let (mut req, env, query) = call.into_parts();
     let (method, path, slug) = match &route {
         TenantRoute::List => (Method::Get, "/tenants".to_owned(), None),
         TenantRoute::Get(s) => (Method::Get, format!("/tenants/{s}"), Some(s)),

@@ -27,10 +27,11 @@ use crate::bindings::{TRENDING, USAGE_EVENTS};
 use crate::http::body::read_bounded;
 use crate::http::objects;
 use crate::http::respond;
+use crate::platform::edge::PlatformCall;
 use crate::platform::UsageRoute;
 use crate::registry::cache::{ConfigCache, Lookup};
 use crate::registry::edge as registry;
-use crate::usage::{cut_top, FeedQuery, WindowQuery};
+use crate::usage::query::{cut_top, FeedQuery, WindowQuery};
 
 /// A retention change is `{"retentionMs": n}`.
 const MAX_RETENTION_BODY: usize = 1_024;
@@ -45,12 +46,8 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Problem {
     Problem::new(Code::UsageUnavailable)
 }
 
-pub async fn handle(
-    mut req: Request,
-    env: &Env,
-    route: UsageRoute,
-    query: Option<&str>,
-) -> Result<Response, Problem> {
+pub async fn handle(call: PlatformCall<'_>, route: UsageRoute) -> Result<Response, Problem> {
+    let (mut req, env, query) = call.into_parts();
     match route {
         UsageRoute::Events => {
             let q = FeedQuery::parse(query)?;

@@ -37,16 +37,14 @@ pub mod api;
 pub mod edge;
 
 use claw_durable::events::{
-    hash_caller, hash_payer, Stage, UsageEvent, DEFAULT_PAGE, MAX_ERROR_CODE_LEN, MAX_ID_LEN,
-    MAX_PAGE, MAX_ROUTE_LEN, MAX_SETTLEMENT_RESULT_LEN, MAX_WORKER_NAME_LEN,
+    hash_caller, hash_payer, Stage, UsageEvent, MAX_ERROR_CODE_LEN, MAX_ID_LEN, MAX_ROUTE_LEN,
+    MAX_SETTLEMENT_RESULT_LEN, MAX_WORKER_NAME_LEN,
 };
-use claw_durable::problem::{Code, Problem};
-use claw_durable::store::MAX_SAFE_INTEGER;
-use claw_durable::tenant::{parse_evm_address, validate_slug, TenantConfig};
-use claw_durable::trending::{Window, DEFAULT_TOP, MAX_TOP};
+use claw_durable::tenant::{parse_evm_address, TenantConfig};
 use sha2::{Digest, Sha256};
 
 pub mod outbox;
+pub mod query;
 
 /// The error code of a call the tenant answered with a status of 400 or more.
 pub const TENANT_STATUS_CODE: &str = "tenant_status";
@@ -402,146 +400,6 @@ pub fn emulator_subrequests(header: &str) -> Option<u32> {
     serde_json::from_str::<Count>(header).ok().map(|c| c.total)
 }
 
-// ---------------------------------------------------------------------------------------
-// The platform routes' queries (`edge/usage_api.rs`)
-// ---------------------------------------------------------------------------------------
-
-fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(Code::InvalidQuery).field(field).detail(detail)
-}
-
-fn pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-}
-
-/// `GET /__platform/events?tenant=&stage=&since=&limit=`. `tenant` is required: events
-/// live in one object per tenant (see `claw_durable::events`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedQuery {
-    pub tenant: String,
-    pub stage: Option<Stage>,
-    /// A `nextCursor` from an earlier page: events with a greater seq.
-    pub since: Option<i64>,
-    pub limit: Option<u32>,
-}
-
-impl FeedQuery {
-    /// Parses and checks every parameter (unknown ones are ignored; a repeated one: the
-    /// last wins).
-    pub fn parse(query: Option<&str>) -> Result<FeedQuery, Problem> {
-        let (mut tenant, mut stage, mut since, mut limit) = (None, None, None, None);
-        for (k, v) in pairs(query) {
-            match k.as_str() {
-                "tenant" => {
-                    validate_slug(&v).map_err(|e| invalid_query("tenant", e))?;
-                    tenant = Some(v);
-                }
-                "stage" => {
-                    stage = Some(Stage::parse(&v).ok_or_else(|| {
-                        invalid_query("stage", format!("must be one of {}", stage_names()))
-                    })?)
-                }
-                "since" => {
-                    since = Some(
-                        v.parse::<i64>()
-                            .ok()
-                            .filter(|s| (0..=MAX_SAFE_INTEGER).contains(s))
-                            .ok_or_else(|| {
-                                invalid_query("since", "must be a nextCursor of an earlier page")
-                            })?,
-                    )
-                }
-                "limit" => {
-                    limit = Some(
-                        v.parse::<u32>()
-                            .ok()
-                            .filter(|l| (1..=MAX_PAGE).contains(l))
-                            .ok_or_else(|| {
-                                invalid_query("limit", format!("must be 1 to {MAX_PAGE}"))
-                            })?,
-                    )
-                }
-                _ => {}
-            }
-        }
-        let tenant = tenant.ok_or_else(|| {
-            invalid_query(
-                "tenant",
-                "required: events are kept per tenant (one object each)",
-            )
-        })?;
-        Ok(FeedQuery {
-            tenant,
-            stage,
-            since,
-            limit,
-        })
-    }
-
-    /// The path and query of the events object's `GET /events`.
-    pub fn object_path(&self) -> String {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(s) = self.stage {
-            q.append_pair("stage", s.as_str());
-        }
-        if let Some(s) = self.since {
-            q.append_pair("since", &s.to_string());
-        }
-        q.append_pair("limit", &self.limit.unwrap_or(DEFAULT_PAGE).to_string());
-        format!("/events?{}", q.finish())
-    }
-}
-
-fn stage_names() -> String {
-    Stage::ALL.map(Stage::as_str).join(", ")
-}
-
-/// `window` (default 24h) and `limit` (default 10, at most 100) of
-/// `GET /__platform/trending`; `limit` is ignored where no ranking is asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowQuery {
-    pub window: Window,
-    pub limit: u32,
-}
-
-impl WindowQuery {
-    pub fn parse(query: Option<&str>) -> Result<WindowQuery, Problem> {
-        let mut out = WindowQuery {
-            window: Window::H24,
-            limit: DEFAULT_TOP,
-        };
-        for (k, v) in pairs(query) {
-            match k.as_str() {
-                "window" => {
-                    out.window = Window::parse(&v)
-                        .ok_or_else(|| invalid_query("window", "must be 1h, 24h or 7d"))?
-                }
-                "limit" => {
-                    out.limit = v
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|l| (1..=MAX_TOP).contains(l))
-                        .ok_or_else(|| invalid_query("limit", format!("must be 1 to {MAX_TOP}")))?
-                }
-                _ => {}
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The trending object's `GET /top` answer `{window, nowMs, entries}` cut to `limit`
-/// entries (the dispatcher fetches the top [`MAX_TOP`] once per window and serves every
-/// `limit` from it).
-pub fn cut_top(answer: &serde_json::Value, limit: u32) -> serde_json::Value {
-    let mut out = answer.clone();
-    if let Some(entries) = out.get_mut("entries").and_then(|e| e.as_array_mut()) {
-        entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -828,79 +686,5 @@ mod tests {
             }
             prop_assert!(!json.to_ascii_lowercase().contains(&PAYER.to_ascii_lowercase()[2..]));
         }
-    }
-
-    #[test]
-    fn feed_queries() {
-        let q =
-            FeedQuery::parse(Some("tenant=acme&stage=rate_limited&since=12&limit=3&x=1")).unwrap();
-        assert_eq!(
-            q,
-            FeedQuery {
-                tenant: "acme".into(),
-                stage: Some(Stage::RateLimited),
-                since: Some(12),
-                limit: Some(3)
-            }
-        );
-        assert_eq!(
-            q.object_path(),
-            "/events?stage=rate_limited&since=12&limit=3"
-        );
-        let q = FeedQuery::parse(Some("tenant=acme")).unwrap();
-        assert_eq!(q.object_path(), format!("/events?limit={DEFAULT_PAGE}"));
-        for (query, field) in [
-            ("", "tenant"),
-            ("stage=served", "tenant"),
-            ("tenant=Acme", "tenant"),
-            ("tenant=acme&stage=paid", "stage"),
-            ("tenant=acme&since=-1", "since"),
-            ("tenant=acme&since=9007199254740992", "since"),
-            ("tenant=acme&limit=0", "limit"),
-            ("tenant=acme&limit=501", "limit"),
-        ] {
-            let p = FeedQuery::parse(Some(query)).unwrap_err();
-            assert_eq!(
-                (p.status, &*p.code, p.field.as_deref()),
-                (400, "invalid_query", Some(field)),
-                "{query}"
-            );
-        }
-        assert_eq!(
-            FeedQuery::parse(None).unwrap_err().field.as_deref(),
-            Some("tenant")
-        );
-    }
-
-    #[test]
-    fn window_queries_and_cut() {
-        assert_eq!(
-            WindowQuery::parse(None).unwrap(),
-            WindowQuery {
-                window: Window::H24,
-                limit: DEFAULT_TOP
-            }
-        );
-        assert_eq!(
-            WindowQuery::parse(Some("window=7d&limit=100")).unwrap(),
-            WindowQuery {
-                window: Window::D7,
-                limit: 100
-            }
-        );
-        for (q, field) in [
-            ("window=2h", "window"),
-            ("limit=101", "limit"),
-            ("limit=x", "limit"),
-        ] {
-            assert_eq!(
-                WindowQuery::parse(Some(q)).unwrap_err().field.as_deref(),
-                Some(field)
-            );
-        }
-        let v = serde_json::json!({"window": "24h", "nowMs": 1, "entries": [1, 2, 3]});
-        assert_eq!(cut_top(&v, 2)["entries"], serde_json::json!([1, 2]));
-        assert_eq!(cut_top(&v, 10)["entries"], serde_json::json!([1, 2, 3]));
-        assert_eq!(cut_top(&v, 2)["nowMs"], 1);
     }
 }
