@@ -97,23 +97,7 @@ mod tests {
     }
 
     #[test]
-    fn path_routing() {
-        assert_eq!(
-            resolve("localhost:8787", "/t/demo-fn/hello", D),
-            tenant("demo-fn", "/hello")
-        );
-        assert_eq!(
-            resolve("localhost:8787", "/t/demo-fn", D),
-            tenant("demo-fn", "/")
-        );
-        assert_eq!(
-            resolve("localhost:8787", "/t/demo-fn/", D),
-            tenant("demo-fn", "/")
-        );
-        assert_eq!(
-            resolve("x", "/t/demo-fn/a%2Fb/../c", D),
-            tenant("demo-fn", "/a%2Fb/../c")
-        );
+    fn platform_and_index() {
         assert_eq!(resolve("localhost", "/", D), Ok(Target::Index));
         assert_eq!(
             resolve("localhost", "/__platform/tenants", D),
@@ -132,25 +116,26 @@ mod tests {
         assert_eq!(resolve("localhost", "/nope", D).unwrap_err().status, 404);
     }
 
+    /// Tenants by path (`/t/{slug}/...`) and by host (`{slug}.{domain}`).
     #[test]
-    fn host_routing() {
-        assert_eq!(
-            resolve("demo-fn.402claw.dev", "/x?y", D),
-            tenant("demo-fn", "/x?y")
-        );
-        assert_eq!(
-            resolve("demo-fn.402CLAW.dev:443", "/", D),
-            tenant("demo-fn", "/")
-        );
-        // Host routing wins over the path form, so /t/ is an ordinary tenant path there.
-        assert_eq!(
-            resolve("demo-fn.402claw.dev", "/t/other/x", D),
-            tenant("demo-fn", "/t/other/x")
-        );
-        assert_eq!(
-            resolve("402claw.dev", "/t/demo-fn/x", D),
-            tenant("demo-fn", "/x")
-        );
+    fn tenant_routing() {
+        for (host, path, rest) in [
+            ("localhost:8787", "/t/demo-fn/hello", "/hello"),
+            ("localhost:8787", "/t/demo-fn", "/"),
+            ("localhost:8787", "/t/demo-fn/", "/"),
+            ("x", "/t/demo-fn/a%2Fb/../c", "/a%2Fb/../c"),
+            ("demo-fn.402claw.dev", "/x?y", "/x?y"),
+            ("demo-fn.402CLAW.dev:443", "/", "/"),
+            // Host routing wins over the path form, so /t/ is an ordinary tenant path there.
+            ("demo-fn.402claw.dev", "/t/other/x", "/t/other/x"),
+            ("402claw.dev", "/t/demo-fn/x", "/x"),
+        ] {
+            assert_eq!(
+                resolve(host, path, D),
+                tenant("demo-fn", rest),
+                "{host}{path}"
+            );
+        }
         // Deeper subdomains and look-alike domains are not tenants.
         assert_eq!(
             resolve("a.b.402claw.dev", "/x", D).unwrap_err().code,

@@ -290,22 +290,14 @@ mod tests {
     #[test]
     fn schemes_userinfo_and_garbage() {
         let allowed = ["api.example.com"];
-        assert_eq!(
-            denied(&allowed, "ftp://api.example.com/"),
-            "egress_scheme_refused"
-        );
-        assert_eq!(
-            denied(&allowed, "wss://api.example.com/"),
-            "egress_scheme_refused"
-        );
-        assert_eq!(
-            denied(&allowed, "data:text/plain,hi"),
-            "egress_scheme_refused"
-        );
-        assert_eq!(
-            denied(&allowed, "https://u:p@api.example.com/"),
-            "egress_userinfo_refused"
-        );
+        for (url, code) in [
+            ("ftp://api.example.com/", "egress_scheme_refused"),
+            ("wss://api.example.com/", "egress_scheme_refused"),
+            ("data:text/plain,hi", "egress_scheme_refused"),
+            ("https://u:p@api.example.com/", "egress_userinfo_refused"),
+        ] {
+            assert_eq!(denied(&allowed, url), code, "{url}");
+        }
         for url in [
             "",
             "api.example.com",
@@ -349,14 +341,16 @@ mod tests {
         ] {
             assert_eq!(denied(&allowed, url), "egress_host_refused", "{url}");
         }
-        assert_eq!(
-            denied(&["8.8.8.8"], "https://8.8.8.8/"),
-            "egress_ip_literal_refused"
-        );
-        assert_eq!(
-            denied(&["*.com"], "https://[2606:4700::1111]/"),
-            "egress_ip_literal_refused"
-        );
+        for (allowed, url) in [
+            ("8.8.8.8", "https://8.8.8.8/"),
+            ("*.com", "https://[2606:4700::1111]/"),
+        ] {
+            assert_eq!(
+                denied(&[allowed], url),
+                "egress_ip_literal_refused",
+                "{url}"
+            );
+        }
     }
 
     #[test]
@@ -388,14 +382,13 @@ mod tests {
             assert_eq!(denied(&["localhost"], url), "egress_host_refused", "{url}");
         }
         // The local platform domain is still the platform.
-        assert_eq!(
-            local(&["localhost"], "http://localhost:8787/t/x"),
-            "egress_platform_refused"
-        );
-        assert_eq!(
-            local(&["localhost"], "http://demo.localhost:8787/"),
-            "egress_platform_refused"
-        );
+        for url in ["http://localhost:8787/t/x", "http://demo.localhost:8787/"] {
+            assert_eq!(
+                local(&["localhost"], url),
+                "egress_platform_refused",
+                "{url}"
+            );
+        }
         // Other ranges stay refused.
         for url in [
             "http://10.0.0.1/",

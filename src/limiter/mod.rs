@@ -355,15 +355,43 @@ mod tests {
     }
 
     #[test]
-    fn paid_call_is_keyed_by_a_decodable_payers_address() {
-        let paid = config(&format!(r#"{PRICE},"apiKeyHeader":"x-api-key""#));
-        let header = v1_header(PAYER);
-        let h = CallerHeaders {
-            x_payment: Some(&header),
+    fn an_unusable_policy_follows_the_failure_mode() {
+        let limit = r#","rateLimit":{"perCaller":"5/10s"}"#;
+        // Free tenants fail open by default, paid ones closed; either can be set.
+        let open = unusable_policy(&config(limit), "ip:192.0.2.1".into());
+        assert!(
+            matches!(open, Verdict::Admit(Admission { ref headers, .. }) if headers.is_empty())
+        );
+        let closed = unusable_policy(&config(&format!("{PRICE}{limit}")), "anon".into());
+        match closed {
+            Verdict::Refuse(r) => assert_eq!(
+                (r.problem.status, &*r.problem.code),
+                (503, "rate_limiter_unavailable")
+            ),
+            Verdict::Admit(_) => panic!("a paid tenant fails closed"),
+        }
+        let forced = r#","rateLimit":{"perCaller":"5/10s","onLimiterFailure":"closed"}"#;
+        assert!(matches!(
+            unusable_policy(&config(forced), "anon".into()),
+            Verdict::Refuse(_)
+        ));
+    }
+
+    /// A request carrying a payment, an API key and a connecting IP.
+    fn every_header(payment: &str) -> CallerHeaders<'_> {
+        CallerHeaders {
+            x_payment: Some(payment),
             api_key: Some("k1"),
             connecting_ip: Some("192.0.2.1"),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn paid_call_is_keyed_by_a_decodable_payers_address() {
+        let paid = config(&format!(r#"{PRICE},"apiKeyHeader":"x-api-key""#));
+        let header = v1_header(PAYER);
+        let h = every_header(&header);
         assert_eq!(
             identify(&paid, &h),
             "payer:0x857b06519e91e3a54538791bdbb0e22373e36b66"
@@ -385,12 +413,7 @@ mod tests {
     #[test]
     fn free_tenants_ignore_payment_headers_and_unconfigured_api_keys() {
         let header = v1_header(PAYER);
-        let h = CallerHeaders {
-            x_payment: Some(&header),
-            api_key: Some("k1"),
-            connecting_ip: Some("192.0.2.1"),
-            ..Default::default()
-        };
+        let h = every_header(&header);
         assert_eq!(identify(&config(""), &h), "ip:192.0.2.1");
         let keyed = config(r#","apiKeyHeader":"x-api-key""#);
         assert_eq!(

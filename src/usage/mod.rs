@@ -496,16 +496,19 @@ mod tests {
         assert_eq!(e.amount_atomic.as_deref(), Some("1000"), "the price asked");
         assert!(e.payment_required && !e.countable);
 
-        let mut r = record(&paid());
-        r.payment(PAYER, 1000);
+        let paying = || {
+            let mut r = record(&paid());
+            r.payment(PAYER, 1000);
+            r
+        };
+        let mut r = paying();
         r.verify_failed("invalid_signature");
         let e = r.finish("v", 402, NOW, SALT);
         assert_eq!(e.stage, Stage::VerifyFailed);
         assert_eq!(e.error_code.as_deref(), Some("invalid_signature"));
         assert!(e.payer_hash.is_some() && !e.countable);
 
-        let mut r = record(&paid());
-        r.payment(PAYER, 1000);
+        let mut r = paying();
         r.settled(TX);
         let e = r.finish("s", 200, NOW, SALT);
         assert_eq!(e.stage, Stage::Settled);
@@ -514,8 +517,7 @@ mod tests {
         assert_eq!(e.payer_hash, Some(hash_payer(SALT, PAYER)));
         assert!(e.counts_for_trending());
 
-        let mut r = record(&paid());
-        r.payment(PAYER, 1000);
+        let mut r = paying();
         r.settlement_failed("insufficient_funds");
         let e = r.finish("f", 402, NOW, SALT);
         assert_eq!(e.stage, Stage::SettlementFailed);
