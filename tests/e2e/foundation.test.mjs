@@ -208,7 +208,9 @@ describe("admin API", () => {
     assertProblem(assert, await api.put("bad-config", "[1,2]"), 400, "invalid_json");
     assertProblem(assert, await api.put("bad-config", JSON.stringify({ pad: "x".repeat(20000) })), 413, "body_too_large");
     assertProblem(assert, await api.get("bad-config"), 404, "tenant_not_found");
-    assertProblem(assert, await api.put("Bad_Slug", { resourceType: "function", workerName: "x", plan: "free" }), 404, "tenant_not_found");
+    // One route table checks every platform route's slug the same way: 400, as the ledger and
+    // usage routes always did (the registry object answered 404 here before).
+    assertProblem(assert, await api.put("Bad_Slug", { resourceType: "function", workerName: "x", plan: "free" }), 400, "invalid_slug");
     assertProblem(assert, await api.raw("PATCH", "/tenants/demo-fn"), 405, "method_not_allowed");
   });
 });
