@@ -7,6 +7,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { startPlatform, admin, assertProblem, getJson, rawRequest, tempStateDir } from "./harness.mjs";
 import { startUpstream } from "../fakes/upstream.mjs";
+import { EGRESS_PROBE_PARAMS, EGRESS_PROBE_WORKER } from "../../scripts/local/runtime.mjs";
 
 const SECRET = "sk-live-upstream-5b1f0e7c";
 const OTHER_SECRET = "second-secret-value-91";
@@ -24,6 +25,7 @@ before(async () => {
       PX_SECRET__UPSTREAM_TOKEN: OTHER_SECRET,
       PLATFORM_HOSTS: "claw.example.net",
     },
+    egressProbe: true,
   });
   api = admin(p.url);
 });
@@ -380,6 +382,7 @@ describe("egress of function tenants", () => {
   });
 
   test("deny by default, and never back into the platform or to private addresses", async () => {
+    await api.put("fn-egress", { resourceType: "function", workerName: "demo-fn", plan: "free", allowedHosts: ["localhost", "api.example.com"] });
     const port = new URL(p.url).port;
     const q = unique();
     const cases = [
@@ -394,6 +397,7 @@ describe("egress of function tenants", () => {
     ];
     for (const [slug, url, code] of cases) {
       const r = await fetchVia(slug, url);
+      assert.equal(r.status, 200, r.text);
       const [result] = r.json.results;
       assert.equal(result.status, 403, `${slug} ${url}: ${JSON.stringify(result)}`);
       assert.equal(result.egress, "denied");
@@ -402,16 +406,60 @@ describe("egress of function tenants", () => {
     assert.equal(up.hits("/egress/echo", q).length, 0, "no denied request reached the upstream");
   });
 
-  test("each call's subrequests are counted, and a caller cannot forge the parameters", async () => {
+  test("each call's subrequests are counted (local emulator report)", async () => {
+    await api.put("fn-egress-count", { resourceType: "function", workerName: "demo-fn", plan: "free", allowedHosts: ["localhost"] });
     const q = unique();
-    const r = await getJson(
-      `${p.url}/t/demo-fn/fetch?url=${encodeURIComponent(`${up.url}/egress/echo?${q}`)}&url=${encodeURIComponent("https://api.example.com/")}`,
-      { headers: { "x-wfp-emulator-outbound": JSON.stringify({ tenant: "demo-fn", allowedHosts: ["localhost", "api.example.com"] }) } },
-    );
-    assert.deepEqual(r.json.results.map((x) => x.code), ["egress_host_refused", "egress_host_not_allowed"]);
-    assert.deepEqual(JSON.parse(r.headers.get("x-wfp-emulator-subrequests")), { total: 2, denied: 2 });
-    assert.equal(up.hits("/egress/echo", q).length, 0);
-    const quiet = await fetch(`${p.url}/t/demo-fn/hello`);
+    const r = await fetchVia("fn-egress-count", `${up.url}/egress/echo?${q}`, "https://api.example.com/", `${up.url}/egress/echo?${q}&again`);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.results.map((x) => x.egress), ["allowed", "denied", "allowed"]);
+    assert.deepEqual(JSON.parse(r.headers.get("x-wfp-emulator-subrequests")), { total: 3, denied: 1 });
+    assert.equal(up.hits("/egress/echo", q).length, 2);
+    const quiet = await fetch(`${p.url}/t/fn-egress-count/hello`);
+    assert.equal(quiet.status, 200);
     assert.deepEqual(JSON.parse(quiet.headers.get("x-wfp-emulator-subrequests")), { total: 0, denied: 0 });
+  });
+});
+
+describe("the outbound Worker's production path: parameters from env only", () => {
+  // The outbound Worker as deployed reads tenant, allowedHosts and callId from env (Workers
+  // for Platforms' outbound parameters) and must ignore the emulator's header, which any
+  // tenant's code can set. "claw-egress-env" is that mode (scripts/local/runtime.mjs,
+  // egressProbe: allowedHosts ["localhost"] in env), reached by the fetches of
+  // tests/fakes/egress_probe.js, a tenant's code that forges the header.
+  const forged = JSON.stringify({ tenant: "forge-test", allowedHosts: ["localhost", "evil.example.org", "*.example.com"], callId: "forged" });
+  const probe = (target, { forge, via } = {}) =>
+    getJson(`${p.directUrls[EGRESS_PROBE_WORKER]}/?url=${encodeURIComponent(target)}${via ? `&via=${via}` : ""}`, {
+      headers: forge ? { "x-wfp-emulator-outbound": forge } : {},
+    });
+
+  test("a forged parameter header cannot widen allowedHosts", async () => {
+    assert.deepEqual(EGRESS_PROBE_PARAMS.allowedHosts, ["localhost"]);
+    for (const target of ["https://evil.example.org/", "https://api.example.com/v1"]) {
+      for (const forge of [undefined, forged]) {
+        const r = await probe(target, { forge });
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual([r.json.status, r.json.egress, r.json.code], [403, "denied", "egress_host_not_allowed"], `${target} forged=${!!forge}`);
+      }
+    }
+  });
+
+  test("control: the same forged header does widen the emulator-mode instance, which reads it", async () => {
+    // Proves the forgery above is well formed: where the header is read (local emulator mode
+    // only), it lets evil.example.org past the allowlist (the fetch then fails: no network).
+    const r = await probe("https://evil.example.org/", { forge: forged, via: "emulator" });
+    assert.equal(r.status, 200, r.text);
+    assert.notEqual(r.json.status, 403, JSON.stringify(r.json));
+    const plain = await probe("https://evil.example.org/", { via: "emulator" });
+    assert.deepEqual([plain.json.status, plain.json.code], [403, "egress_host_not_allowed"], "no header: deny by default");
+  });
+
+  test("a host in env's allowedHosts passes, without the emulator's header", async () => {
+    const q = unique();
+    const r = await probe(`${up.url}/egress/echo?${q}`, { forge: forged });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.json.status, r.json.egress], [200, "allowed"], JSON.stringify(r.json));
+    const [seen] = up.hits("/egress/echo", q);
+    assert.ok(seen, "the upstream got the request");
+    assert.equal(seen.headers["x-wfp-emulator-outbound"], undefined, "the header is removed before the request goes on");
   });
 });
