@@ -47,7 +47,27 @@ async function putProxy(slug, proxy, extra) {
 /// A query value no other test uses, so cache entries and upstream records are this test's.
 let seq = 0;
 const unique = () => `u=${Date.now()}-${++seq}`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/// Asks for `url` until the proxy's answer is a miss: the cached copy has expired. Every
+/// answer before that must be a hit that did not reach the upstream (`calls()` unchanged).
+/// Returns the missing answer; fails if the copy outlives `deadlineMs` (which only bounds
+/// the wait: the tests pick TTLs far below it and, where it matters, below what a wrong
+/// TTL would give).
+async function untilExpired(url, calls, deadlineMs) {
+  const upstreamCalls = calls();
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const r = await fetch(url);
+    await r.arrayBuffer();
+    const status = r.headers.get("x-claw-cache");
+    if (status === "miss") return r;
+    assert.equal(status, "hit", url);
+    assert.equal(calls(), upstreamCalls, "a hit does not reach the upstream");
+    assert.ok(Date.now() < deadline, `${url}: still cached after ${deadlineMs} ms`);
+    await pause(100);
+  }
+}
 
 describe("proxy: URL joining and methods", () => {
   test("the path remainder and query are appended to the base URL exactly", async () => {
@@ -160,7 +180,7 @@ describe("proxy: injected headers", () => {
 
 describe("proxy: cache", () => {
   test("a GET is answered from the cache until the TTL ends, then fetched again", async () => {
-    await putProxy("px-cache", { cacheTtlS: 2 });
+    await putProxy("px-cache", { cacheTtlS: 3 });
     const q = unique();
     const first = await fetch(`${p.url}/t/px-cache/json?${q}`);
     assert.equal(first.headers.get("x-claw-cache"), "miss");
@@ -174,9 +194,12 @@ describe("proxy: cache", () => {
     // Another query is another URL, so another entry.
     const other = await fetch(`${p.url}/t/px-cache/json?${q}&page=2`);
     assert.equal(other.headers.get("x-claw-cache"), "miss");
-    await sleep(3200);
-    const expired = await fetch(`${p.url}/t/px-cache/json?${q}`);
-    assert.equal(expired.headers.get("x-claw-cache"), "miss");
+    assert.equal(up.hits("/v1/json", q).length, 2);
+    const expired = await untilExpired(`${p.url}/t/px-cache/json?${q}`, () => up.hits("/v1/json", q).length, 60_000);
+    assert.equal(expired.status, 200);
+    assert.equal(up.hits("/v1/json", q).length, 3, "the expired entry was fetched again");
+    // ... and stored again.
+    assert.equal((await fetch(`${p.url}/t/px-cache/json?${q}`)).headers.get("x-claw-cache"), "hit");
     assert.equal(up.hits("/v1/json", q).length, 3);
   });
 
@@ -199,6 +222,38 @@ describe("proxy: cache", () => {
     const vary = `${unique()}&vary=accept-language`;
     await fetch(`${p.url}/t/px-cache-cc/json?${vary}`);
     assert.equal((await fetch(`${p.url}/t/px-cache-cc/json?${vary}`)).headers.get("x-claw-cache"), "miss");
+    assert.equal(up.hits("/v1/json", vary).length, 2);
+  });
+
+  test("the upstream's max-age shortens the TTL; an Age of max-age or more is not stored", async () => {
+    // cacheTtlS 60, the upstream allows 3 s: a copy that expires well before 60 s
+    // (untilExpired gives up after 45 s) was given the upstream's shorter lifetime.
+    await putProxy("px-cache-age", { cacheTtlS: 60 });
+    const stale = `${unique()}&cc=${encodeURIComponent("max-age=60")}&age=60`;
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await fetch(`${p.url}/t/px-cache-age/json?${stale}`)).headers.get("x-claw-cache"), "miss", "Age = max-age: not stored");
+    }
+    assert.equal(up.hits("/v1/json", stale).length, 2);
+    const q = `${unique()}&cc=${encodeURIComponent("max-age=3")}`;
+    assert.equal((await fetch(`${p.url}/t/px-cache-age/json?${q}`)).headers.get("x-claw-cache"), "miss");
+    assert.equal((await fetch(`${p.url}/t/px-cache-age/json?${q}`)).headers.get("x-claw-cache"), "hit");
+    assert.equal(up.hits("/v1/json", q).length, 1);
+    await untilExpired(`${p.url}/t/px-cache-age/json?${q}`, () => up.hits("/v1/json", q).length, 45_000);
+    assert.equal(up.hits("/v1/json", q).length, 2);
+  });
+
+  // Known product bug, kept visible (reported as todo, not skipped): the stored copy keeps
+  // the upstream's Age header while its s-maxage is already max-age minus Age, so the
+  // runtime's cache subtracts Age a second time. Here max-age=605 with Age 600 should be
+  // cached for 5 s; it is never served from the cache. Fix in src/proxy/upstream.rs
+  // (stored_headers: do not store Age); then drop the todo.
+  test("the upstream's Age is subtracted once: max-age=605 with Age 600 is cached for 5 s", { todo: "Age is subtracted twice (stored copy keeps Age)" }, async () => {
+    await putProxy("px-cache-age2", { cacheTtlS: 60 });
+    const q = `${unique()}&cc=${encodeURIComponent("max-age=605")}&age=600`;
+    assert.equal((await fetch(`${p.url}/t/px-cache-age2/json?${q}`)).headers.get("x-claw-cache"), "miss");
+    assert.equal((await fetch(`${p.url}/t/px-cache-age2/json?${q}`)).headers.get("x-claw-cache"), "hit");
+    await untilExpired(`${p.url}/t/px-cache-age2/json?${q}`, () => up.hits("/v1/json", q).length, 45_000);
+    assert.equal(up.hits("/v1/json", q).length, 2);
   });
 
   test("the cache is per tenant, GET only, and off without a TTL", async () => {
@@ -273,11 +328,19 @@ describe("proxy: transform, limits, failures", () => {
     assert.deepEqual(missing.json, { status: 404 });
   });
 
-  test("an upstream slower than timeoutMs is 504 upstream_timeout (head or body)", async () => {
-    await putProxy("px-timeout", { timeoutMs: 300 });
-    assertProblem(assert, await getJson(`${p.url}/t/px-timeout/slow?ms=3000`), 504, "upstream_timeout");
-    assertProblem(assert, await getJson(`${p.url}/t/px-timeout/slow-body?ms=3000`), 504, "upstream_timeout");
-    assert.equal((await getJson(`${p.url}/t/px-timeout/slow?ms=10`)).status, 200);
+  test("an upstream that does not finish within timeoutMs is 504 upstream_timeout (head or body)", async () => {
+    // The upstream never finishes /hang (no head) and /hang-body (head, part of the body):
+    // only the platform's own timeout can end these calls. It received each request, so
+    // the 504 is the timeout, not an unreachable upstream.
+    await putProxy("px-timeout", { timeoutMs: 1500 });
+    for (const route of ["hang", "hang-body"]) {
+      const q = unique();
+      const r = await getJson(`${p.url}/t/px-timeout/${route}?${q}`);
+      assertProblem(assert, r, 504, "upstream_timeout");
+      assert.equal(up.hits(`/v1/${route}`, q).length, 1, `${route}: the upstream got the request`);
+    }
+    // An upstream that answers is served under the same timeout.
+    assert.equal((await getJson(`${p.url}/t/px-timeout/json`)).status, 200);
   });
 
   test("a body above maxResponseBytes is 502 upstream_too_large, with or without a length", async () => {
