@@ -323,14 +323,14 @@ describe("the events feed", () => {
       assertProblem(assert, await getJson(`${p.url}/__platform${route}`, { method }), 401, "unauthorized");
     }
     // The retention is the admin's to change, not the analytics token's.
-    const put = (headers) =>
+    const putRetention = (headers) =>
       getJson(`${p.url}/__platform/usage/ev-tokens/retention`, {
         method: "PUT",
         headers: { ...headers, "content-type": "application/json" },
         body: JSON.stringify({ retentionMs: 10 * 86_400_000 }),
       });
-    assertProblem(assert, await put(analytics), 401, "unauthorized");
-    const changed = await put({ authorization: `Bearer ${DEV_ADMIN_TOKEN}` });
+    assertProblem(assert, await putRetention(analytics), 401, "unauthorized");
+    const changed = await putRetention({ authorization: `Bearer ${DEV_ADMIN_TOKEN}` });
     assert.equal(changed.status, 200, changed.text);
     assert.equal(changed.json.retentionMs, 10 * 86_400_000);
     const read = await getJson(`${p.url}/__platform/usage/ev-tokens/retention`, { headers: analytics });
