@@ -203,7 +203,7 @@ describe("proxy: cache", () => {
     assert.equal(up.hits("/v1/json", q).length, 3);
   });
 
-  test("the upstream's no-store and private are honoured; max-age shortens the TTL", async () => {
+  test("the upstream's no-store and private are honoured; a hit gives the upstream's own Cache-Control", async () => {
     await putProxy("px-cache-cc", { cacheTtlS: 60 });
     for (const cc of ["no-store", "private", "no-cache", "max-age=0"]) {
       const q = `${unique()}&cc=${encodeURIComponent(cc)}`;
