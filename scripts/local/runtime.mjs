@@ -63,6 +63,15 @@ export const DEMO_TENANTS = {
 export const OUTBOUND_PARAMETERS = ["tenant", "allowedHosts", "callId"];
 export const EGRESS_WORKER = "claw-egress";
 
+/// Test-only (startLocal's `egressProbe`): a second instance of the outbound Worker that
+/// reads its parameters from env, as in production (no OUTBOUND_PARAMS_FROM_EMULATOR), with
+/// these fixed values, and the Worker `egress-probe` (tests/fakes/egress_probe.js), a stand-in
+/// for a tenant's own code whose fetches go to that instance and that may set any header,
+/// a forged `x-wfp-emulator-outbound` included.
+export const ENV_EGRESS_WORKER = "claw-egress-env";
+export const EGRESS_PROBE_WORKER = "egress-probe";
+export const EGRESS_PROBE_PARAMS = { tenant: "forge-test", allowedHosts: ["localhost"], callId: "forge-test-call" };
+
 // Each tenant Worker runs behind tests/fakes/wfp_user_worker.js, which carries the call's
 // outbound parameters to the outbound Worker (see that file); its fetches go to claw-egress.
 function tenantWorker(name, files) {
@@ -140,6 +149,9 @@ function runtimeStdio(verbose) {
  *   with directSockets each gets directUrls[name] too.
  * - allowLocalX402: set ALLOW_LOCAL_X402_VERIFICATION=true (development verifier: payments
  *   checked in the Worker, settlements recorded locally, no funds move). Off unless asked.
+ * - egressProbe: also run the outbound Worker in its production mode (parameters from env:
+ *   EGRESS_PROBE_PARAMS) as ENV_EGRESS_WORKER, and the tenant stand-in EGRESS_PROBE_WORKER
+ *   whose fetches go to it, on a socket of its own (directUrls[EGRESS_PROBE_WORKER]).
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -152,6 +164,7 @@ export async function startLocal({
   omitBindings = [],
   extraWorkers = [],
   allowLocalX402 = false,
+  egressProbe = false,
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
@@ -216,6 +229,30 @@ export async function startLocal({
     if (directSockets) w.unsafeDirectSockets = [{ host, port: 0 }];
     return w;
   });
+  // The production path of the outbound Worker, for tests: the same build and settings as
+  // claw-egress, minus the emulator's header, plus the parameters as env members (JSON
+  // bindings: allowedHosts is an array, as Workers for Platforms passes it).
+  const probes = egressProbe
+    ? [
+        {
+          ...egress,
+          name: ENV_EGRESS_WORKER,
+          bindings: { ...egressOptions.bindings, PLATFORM_DOMAIN: "localhost", ...shared, ...EGRESS_PROBE_PARAMS },
+        },
+        {
+          name: EGRESS_PROBE_WORKER,
+          compatibilityDate: "2026-04-20",
+          modulesRoot: ROOT,
+          modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/egress_probe.js") }],
+          serviceBindings: { EMULATOR_EGRESS: EGRESS_WORKER },
+          outboundService: ENV_EGRESS_WORKER,
+          unsafeDirectSockets: [{ host, port: 0 }],
+        },
+      ]
+    : [];
+  if (probes.length && "OUTBOUND_PARAMS_FROM_EMULATOR" in probes[0].bindings) {
+    throw new Error(`${ENV_EGRESS_WORKER} must read its parameters from env`);
+  }
   const extras = extraWorkers.map((w) => (directSockets ? { ...w, unsafeDirectSockets: [{ host, port: 0 }] } : w));
   const mf = new Miniflare({
     host,
@@ -225,7 +262,7 @@ export async function startLocal({
     cf: false,
     durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
     handleRuntimeStdio: runtimeStdio(verbose),
-    workers: [dispatcher, namespace, egress, ...tenants, ...extras],
+    workers: [dispatcher, namespace, egress, ...tenants, ...probes, ...extras],
   });
   const url = await mf.ready;
   const directUrls = {};
@@ -233,6 +270,9 @@ export async function startLocal({
     for (const name of ["claw-dispatcher", ...Object.keys(TENANT_WORKERS), ...extras.map((w) => w.name)]) {
       directUrls[name] = (await mf.unsafeGetDirectURL(name)).toString().replace(/\/$/, "");
     }
+  }
+  if (egressProbe) {
+    directUrls[EGRESS_PROBE_WORKER] = (await mf.unsafeGetDirectURL(EGRESS_PROBE_WORKER)).toString().replace(/\/$/, "");
   }
   return { url: url.toString().replace(/\/$/, ""), directUrls, mf, dispose: () => mf.dispose() };
 }

@@ -15,8 +15,8 @@ export function tempStateDir() {
 }
 
 /// Starts the platform with fresh state (or `persistDir`) and the demo tenants registered.
-export async function startPlatform({ persistDir = tempStateDir(), vars = {}, seed = true, directSockets = false } = {}) {
-  const platform = await startLocal({ persistDir, vars, directSockets });
+export async function startPlatform({ persistDir = tempStateDir(), vars = {}, seed = true, directSockets = false, egressProbe = false } = {}) {
+  const platform = await startLocal({ persistDir, vars, directSockets, egressProbe });
   if (seed) await seedDemoTenants(platform.url);
   return { ...platform, persistDir };
 }

@@ -407,7 +407,8 @@ describe("facilitator (stand-in on loopback)", () => {
   let p;
   let f;
   before(async () => {
-    f = await startFacilitator({ hangMs: 10_000 });
+    // "timeout" modes never answer: only the platform's FACILITATOR_TIMEOUT_MS ends them.
+    f = await startFacilitator();
     p = await startPlatform({ vars: { FACILITATOR_URL: f.url, FACILITATOR_TIMEOUT_MS: "1500", ...TOKENS } });
     assert.equal((await admin(p.url).put("paid", pricedTenant())).status, 201);
   });

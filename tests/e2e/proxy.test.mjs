@@ -7,6 +7,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { startPlatform, admin, assertProblem, getJson, rawRequest, tempStateDir } from "./harness.mjs";
 import { startUpstream } from "../fakes/upstream.mjs";
+import { EGRESS_PROBE_PARAMS, EGRESS_PROBE_WORKER } from "../../scripts/local/runtime.mjs";
 
 const SECRET = "sk-live-upstream-5b1f0e7c";
 const OTHER_SECRET = "second-secret-value-91";
@@ -24,6 +25,7 @@ before(async () => {
       PX_SECRET__UPSTREAM_TOKEN: OTHER_SECRET,
       PLATFORM_HOSTS: "claw.example.net",
     },
+    egressProbe: true,
   });
   api = admin(p.url);
 });
@@ -45,7 +47,27 @@ async function putProxy(slug, proxy, extra) {
 /// A query value no other test uses, so cache entries and upstream records are this test's.
 let seq = 0;
 const unique = () => `u=${Date.now()}-${++seq}`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/// Asks for `url` until the proxy's answer is a miss: the cached copy has expired. Every
+/// answer before that must be a hit that did not reach the upstream (`calls()` unchanged).
+/// Returns the missing answer; fails if the copy outlives `deadlineMs` (which only bounds
+/// the wait: the tests pick TTLs far below it and, where it matters, below what a wrong
+/// TTL would give).
+async function untilExpired(url, calls, deadlineMs) {
+  const upstreamCalls = calls();
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const r = await fetch(url);
+    await r.arrayBuffer();
+    const status = r.headers.get("x-claw-cache");
+    if (status === "miss") return r;
+    assert.equal(status, "hit", url);
+    assert.equal(calls(), upstreamCalls, "a hit does not reach the upstream");
+    assert.ok(Date.now() < deadline, `${url}: still cached after ${deadlineMs} ms`);
+    await pause(100);
+  }
+}
 
 describe("proxy: URL joining and methods", () => {
   test("the path remainder and query are appended to the base URL exactly", async () => {
@@ -158,7 +180,7 @@ describe("proxy: injected headers", () => {
 
 describe("proxy: cache", () => {
   test("a GET is answered from the cache until the TTL ends, then fetched again", async () => {
-    await putProxy("px-cache", { cacheTtlS: 2 });
+    await putProxy("px-cache", { cacheTtlS: 3 });
     const q = unique();
     const first = await fetch(`${p.url}/t/px-cache/json?${q}`);
     assert.equal(first.headers.get("x-claw-cache"), "miss");
@@ -172,13 +194,16 @@ describe("proxy: cache", () => {
     // Another query is another URL, so another entry.
     const other = await fetch(`${p.url}/t/px-cache/json?${q}&page=2`);
     assert.equal(other.headers.get("x-claw-cache"), "miss");
-    await sleep(3200);
-    const expired = await fetch(`${p.url}/t/px-cache/json?${q}`);
-    assert.equal(expired.headers.get("x-claw-cache"), "miss");
+    assert.equal(up.hits("/v1/json", q).length, 2);
+    const expired = await untilExpired(`${p.url}/t/px-cache/json?${q}`, () => up.hits("/v1/json", q).length, 60_000);
+    assert.equal(expired.status, 200);
+    assert.equal(up.hits("/v1/json", q).length, 3, "the expired entry was fetched again");
+    // ... and stored again.
+    assert.equal((await fetch(`${p.url}/t/px-cache/json?${q}`)).headers.get("x-claw-cache"), "hit");
     assert.equal(up.hits("/v1/json", q).length, 3);
   });
 
-  test("the upstream's no-store and private are honoured; max-age shortens the TTL", async () => {
+  test("the upstream's no-store and private are honoured; a hit gives the upstream's own Cache-Control", async () => {
     await putProxy("px-cache-cc", { cacheTtlS: 60 });
     for (const cc of ["no-store", "private", "no-cache", "max-age=0"]) {
       const q = `${unique()}&cc=${encodeURIComponent(cc)}`;
@@ -197,6 +222,38 @@ describe("proxy: cache", () => {
     const vary = `${unique()}&vary=accept-language`;
     await fetch(`${p.url}/t/px-cache-cc/json?${vary}`);
     assert.equal((await fetch(`${p.url}/t/px-cache-cc/json?${vary}`)).headers.get("x-claw-cache"), "miss");
+    assert.equal(up.hits("/v1/json", vary).length, 2);
+  });
+
+  test("the upstream's max-age shortens the TTL; an Age of max-age or more is not stored", async () => {
+    // cacheTtlS 60, the upstream allows 3 s: a copy that expires well before 60 s
+    // (untilExpired gives up after 45 s) was given the upstream's shorter lifetime.
+    await putProxy("px-cache-age", { cacheTtlS: 60 });
+    const stale = `${unique()}&cc=${encodeURIComponent("max-age=60")}&age=60`;
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await fetch(`${p.url}/t/px-cache-age/json?${stale}`)).headers.get("x-claw-cache"), "miss", "Age = max-age: not stored");
+    }
+    assert.equal(up.hits("/v1/json", stale).length, 2);
+    const q = `${unique()}&cc=${encodeURIComponent("max-age=3")}`;
+    assert.equal((await fetch(`${p.url}/t/px-cache-age/json?${q}`)).headers.get("x-claw-cache"), "miss");
+    assert.equal((await fetch(`${p.url}/t/px-cache-age/json?${q}`)).headers.get("x-claw-cache"), "hit");
+    assert.equal(up.hits("/v1/json", q).length, 1);
+    await untilExpired(`${p.url}/t/px-cache-age/json?${q}`, () => up.hits("/v1/json", q).length, 45_000);
+    assert.equal(up.hits("/v1/json", q).length, 2);
+  });
+
+  // Known product bug, kept visible (reported as todo, not skipped): the stored copy keeps
+  // the upstream's Age header while its s-maxage is already max-age minus Age, so the
+  // runtime's cache subtracts Age a second time. Here max-age=605 with Age 600 should be
+  // cached for 5 s; it is never served from the cache. Fix in src/proxy/upstream.rs
+  // (stored_headers: do not store Age); then drop the todo.
+  test("the upstream's Age is subtracted once: max-age=605 with Age 600 is cached for 5 s", { todo: "Age is subtracted twice (stored copy keeps Age)" }, async () => {
+    await putProxy("px-cache-age2", { cacheTtlS: 60 });
+    const q = `${unique()}&cc=${encodeURIComponent("max-age=605")}&age=600`;
+    assert.equal((await fetch(`${p.url}/t/px-cache-age2/json?${q}`)).headers.get("x-claw-cache"), "miss");
+    assert.equal((await fetch(`${p.url}/t/px-cache-age2/json?${q}`)).headers.get("x-claw-cache"), "hit");
+    await untilExpired(`${p.url}/t/px-cache-age2/json?${q}`, () => up.hits("/v1/json", q).length, 45_000);
+    assert.equal(up.hits("/v1/json", q).length, 2);
   });
 
   test("the cache is per tenant, GET only, and off without a TTL", async () => {
@@ -271,11 +328,19 @@ describe("proxy: transform, limits, failures", () => {
     assert.deepEqual(missing.json, { status: 404 });
   });
 
-  test("an upstream slower than timeoutMs is 504 upstream_timeout (head or body)", async () => {
-    await putProxy("px-timeout", { timeoutMs: 300 });
-    assertProblem(assert, await getJson(`${p.url}/t/px-timeout/slow?ms=3000`), 504, "upstream_timeout");
-    assertProblem(assert, await getJson(`${p.url}/t/px-timeout/slow-body?ms=3000`), 504, "upstream_timeout");
-    assert.equal((await getJson(`${p.url}/t/px-timeout/slow?ms=10`)).status, 200);
+  test("an upstream that does not finish within timeoutMs is 504 upstream_timeout (head or body)", async () => {
+    // The upstream never finishes /hang (no head) and /hang-body (head, part of the body):
+    // only the platform's own timeout can end these calls. It received each request, so
+    // the 504 is the timeout, not an unreachable upstream.
+    await putProxy("px-timeout", { timeoutMs: 1500 });
+    for (const route of ["hang", "hang-body"]) {
+      const q = unique();
+      const r = await getJson(`${p.url}/t/px-timeout/${route}?${q}`);
+      assertProblem(assert, r, 504, "upstream_timeout");
+      assert.equal(up.hits(`/v1/${route}`, q).length, 1, `${route}: the upstream got the request`);
+    }
+    // An upstream that answers is served under the same timeout.
+    assert.equal((await getJson(`${p.url}/t/px-timeout/json`)).status, 200);
   });
 
   test("a body above maxResponseBytes is 502 upstream_too_large, with or without a length", async () => {
@@ -380,6 +445,7 @@ describe("egress of function tenants", () => {
   });
 
   test("deny by default, and never back into the platform or to private addresses", async () => {
+    await api.put("fn-egress", { resourceType: "function", workerName: "demo-fn", plan: "free", allowedHosts: ["localhost", "api.example.com"] });
     const port = new URL(p.url).port;
     const q = unique();
     const cases = [
@@ -394,6 +460,7 @@ describe("egress of function tenants", () => {
     ];
     for (const [slug, url, code] of cases) {
       const r = await fetchVia(slug, url);
+      assert.equal(r.status, 200, r.text);
       const [result] = r.json.results;
       assert.equal(result.status, 403, `${slug} ${url}: ${JSON.stringify(result)}`);
       assert.equal(result.egress, "denied");
@@ -402,16 +469,60 @@ describe("egress of function tenants", () => {
     assert.equal(up.hits("/egress/echo", q).length, 0, "no denied request reached the upstream");
   });
 
-  test("each call's subrequests are counted, and a caller cannot forge the parameters", async () => {
+  test("each call's subrequests are counted (local emulator report)", async () => {
+    await api.put("fn-egress-count", { resourceType: "function", workerName: "demo-fn", plan: "free", allowedHosts: ["localhost"] });
     const q = unique();
-    const r = await getJson(
-      `${p.url}/t/demo-fn/fetch?url=${encodeURIComponent(`${up.url}/egress/echo?${q}`)}&url=${encodeURIComponent("https://api.example.com/")}`,
-      { headers: { "x-wfp-emulator-outbound": JSON.stringify({ tenant: "demo-fn", allowedHosts: ["localhost", "api.example.com"] }) } },
-    );
-    assert.deepEqual(r.json.results.map((x) => x.code), ["egress_host_refused", "egress_host_not_allowed"]);
-    assert.deepEqual(JSON.parse(r.headers.get("x-wfp-emulator-subrequests")), { total: 2, denied: 2 });
-    assert.equal(up.hits("/egress/echo", q).length, 0);
-    const quiet = await fetch(`${p.url}/t/demo-fn/hello`);
+    const r = await fetchVia("fn-egress-count", `${up.url}/egress/echo?${q}`, "https://api.example.com/", `${up.url}/egress/echo?${q}&again`);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json.results.map((x) => x.egress), ["allowed", "denied", "allowed"]);
+    assert.deepEqual(JSON.parse(r.headers.get("x-wfp-emulator-subrequests")), { total: 3, denied: 1 });
+    assert.equal(up.hits("/egress/echo", q).length, 2);
+    const quiet = await fetch(`${p.url}/t/fn-egress-count/hello`);
+    assert.equal(quiet.status, 200);
     assert.deepEqual(JSON.parse(quiet.headers.get("x-wfp-emulator-subrequests")), { total: 0, denied: 0 });
+  });
+});
+
+describe("the outbound Worker's production path: parameters from env only", () => {
+  // The outbound Worker as deployed reads tenant, allowedHosts and callId from env (Workers
+  // for Platforms' outbound parameters) and must ignore the emulator's header, which any
+  // tenant's code can set. "claw-egress-env" is that mode (scripts/local/runtime.mjs,
+  // egressProbe: allowedHosts ["localhost"] in env), reached by the fetches of
+  // tests/fakes/egress_probe.js, a tenant's code that forges the header.
+  const forged = JSON.stringify({ tenant: "forge-test", allowedHosts: ["localhost", "evil.example.org", "*.example.com"], callId: "forged" });
+  const probe = (target, { forge, via } = {}) =>
+    getJson(`${p.directUrls[EGRESS_PROBE_WORKER]}/?url=${encodeURIComponent(target)}${via ? `&via=${via}` : ""}`, {
+      headers: forge ? { "x-wfp-emulator-outbound": forge } : {},
+    });
+
+  test("a forged parameter header cannot widen allowedHosts", async () => {
+    assert.deepEqual(EGRESS_PROBE_PARAMS.allowedHosts, ["localhost"]);
+    for (const target of ["https://evil.example.org/", "https://api.example.com/v1"]) {
+      for (const forge of [undefined, forged]) {
+        const r = await probe(target, { forge });
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual([r.json.status, r.json.egress, r.json.code], [403, "denied", "egress_host_not_allowed"], `${target} forged=${!!forge}`);
+      }
+    }
+  });
+
+  test("control: the same forged header does widen the emulator-mode instance, which reads it", async () => {
+    // Proves the forgery above is well formed: where the header is read (local emulator mode
+    // only), it lets evil.example.org past the allowlist (the fetch then fails: no network).
+    const r = await probe("https://evil.example.org/", { forge: forged, via: "emulator" });
+    assert.equal(r.status, 200, r.text);
+    assert.notEqual(r.json.status, 403, JSON.stringify(r.json));
+    const plain = await probe("https://evil.example.org/", { via: "emulator" });
+    assert.deepEqual([plain.json.status, plain.json.code], [403, "egress_host_not_allowed"], "no header: deny by default");
+  });
+
+  test("a host in env's allowedHosts passes, without the emulator's header", async () => {
+    const q = unique();
+    const r = await probe(`${up.url}/egress/echo?${q}`, { forge: forged });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.json.status, r.json.egress], [200, "allowed"], JSON.stringify(r.json));
+    const [seen] = up.hits("/egress/echo", q);
+    assert.ok(seen, "the upstream got the request");
+    assert.equal(seen.headers["x-wfp-emulator-outbound"], undefined, "the header is removed before the request goes on");
   });
 });

@@ -120,6 +120,23 @@ async function top(window = "1h") {
   return r.json.entries;
 }
 
+/// The ranking entry of `tenant` and its place; fails if the tenant is not ranked.
+function ranked(entries, tenant) {
+  const at = entries.findIndex((e) => e.tenant === tenant);
+  assert.ok(at >= 0, `${tenant} is ranked: ${JSON.stringify(entries.map((e) => e.tenant))}`);
+  return { at, ...entries[at] };
+}
+
+/// A free tenant with `calls` served calls (one caller each), rolled up into the ranking.
+async function rankedTenant(slug, calls, ipPrefix) {
+  await put(slug, fn());
+  for (let i = 1; i <= calls; i++) assert.equal((await callAs(`${ipPrefix}.${i}`, `${p.url}/t/${slug}/hello`)).status, 200);
+  await eventsOf(slug, calls);
+  const r = await rollup(slug);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.sent, true);
+}
+
 describe("one event per call", () => {
   test("served, tenant errors, platform errors: stage, flags, status, route, latency", async () => {
     await put("ev-free", fn());
@@ -288,36 +305,37 @@ describe("the events feed", () => {
   });
 
   test("the analytics token is required, and a 401 reveals nothing", async () => {
+    await put("ev-tokens", fn());
     for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: `Bearer ${DEV_ADMIN_TOKEN}` }, { authorization: DEV_ANALYTICS_TOKEN }]) {
-      for (const q of ["tenant=ev-feed", "tenant=no-such-tenant", "stage=bogus", ""]) {
+      for (const q of ["tenant=ev-tokens", "tenant=no-such-tenant", "stage=bogus", ""]) {
         const r = await page(q, headers);
         assertProblem(assert, r, 401, "unauthorized");
         assert.equal(r.headers.get("www-authenticate"), "Bearer");
-        assert.ok(!r.text.includes("ev-feed") && !r.text.includes("event"), r.text);
+        assert.ok(!r.text.includes("ev-tokens") && !r.text.includes("event"), r.text);
       }
     }
     for (const [method, route] of [
-      ["GET", "/usage/ev-feed?window=1h"],
-      ["POST", "/usage/ev-feed/rollup"],
-      ["GET", "/usage/ev-feed/retention"],
-      ["PUT", "/usage/ev-feed/retention"],
+      ["GET", "/usage/ev-tokens?window=1h"],
+      ["POST", "/usage/ev-tokens/rollup"],
+      ["GET", "/usage/ev-tokens/retention"],
+      ["PUT", "/usage/ev-tokens/retention"],
     ]) {
       assertProblem(assert, await getJson(`${p.url}/__platform${route}`, { method }), 401, "unauthorized");
     }
     // The retention is the admin's to change, not the analytics token's.
-    const put = (headers) =>
-      getJson(`${p.url}/__platform/usage/ev-feed/retention`, {
+    const putRetention = (headers) =>
+      getJson(`${p.url}/__platform/usage/ev-tokens/retention`, {
         method: "PUT",
         headers: { ...headers, "content-type": "application/json" },
         body: JSON.stringify({ retentionMs: 10 * 86_400_000 }),
       });
-    assertProblem(assert, await put(analytics), 401, "unauthorized");
-    const changed = await put({ authorization: `Bearer ${DEV_ADMIN_TOKEN}` });
+    assertProblem(assert, await putRetention(analytics), 401, "unauthorized");
+    const changed = await putRetention({ authorization: `Bearer ${DEV_ADMIN_TOKEN}` });
     assert.equal(changed.status, 200, changed.text);
     assert.equal(changed.json.retentionMs, 10 * 86_400_000);
-    const read = await getJson(`${p.url}/__platform/usage/ev-feed/retention`, { headers: analytics });
+    const read = await getJson(`${p.url}/__platform/usage/ev-tokens/retention`, { headers: analytics });
     assert.equal(read.json.retentionMs, 10 * 86_400_000);
-    const tooShort = await getJson(`${p.url}/__platform/usage/ev-feed/retention`, {
+    const tooShort = await getJson(`${p.url}/__platform/usage/ev-tokens/retention`, {
       method: "PUT",
       headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, "content-type": "application/json" },
       body: JSON.stringify({ retentionMs: 1000 }),
@@ -346,10 +364,12 @@ describe("the events feed", () => {
 
   test("event ids are idempotent: a redelivered event is stored once", async () => {
     const probe = p.directUrls["usage-events-probe"];
-    const [stored] = await eventsOf("ev-susp", 1);
+    await put("ev-dup", fn());
+    assert.equal((await callAs("203.0.113.53", `${p.url}/t/ev-dup/hello`)).status, 200);
+    const [stored] = await eventsOf("ev-dup", 1);
     const { seq, ...event } = stored;
     const post = (events) =>
-      getJson(`${probe}/events?tenant=ev-susp`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(events) });
+      getJson(`${probe}/events?tenant=ev-dup`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(events) });
     const again = await post([event, event]);
     assert.equal(again.status, 200, again.text);
     assert.deepEqual([again.json.inserted, again.json.duplicates], [0, 2]);
@@ -357,7 +377,7 @@ describe("the events feed", () => {
     // The same id with other content: the first write stands.
     const forged = await post([{ ...event, latencyMs: event.latencyMs + 1 }]);
     assert.deepEqual(forged.json.results.map((x) => x.outcome), ["conflict"]);
-    const events = await allEvents("ev-susp");
+    const events = await allEvents("ev-dup");
     assert.deepEqual(events, [stored]);
   });
 });
@@ -372,7 +392,7 @@ describe("trending", () => {
     const first = await rollup("rank-a");
     assert.equal(first.status, 200, first.text);
     assert.equal(first.json.sent, true);
-    const before = (await top()).find((e) => e.tenant === "rank-a");
+    const before = ranked(await top(), "rank-a");
     assert.deepEqual([before.calls, before.payers], [3, 3]);
 
     // The flood: 40 new callers whose one admitted call fails (tenant 500), then 258 calls
@@ -397,14 +417,14 @@ describe("trending", () => {
 
     for (const slug of ["rank-a", "rank-b"]) assert.equal((await rollup(slug)).status, 200);
     const ranking = await top();
-    const a = ranking.find((e) => e.tenant === "rank-a");
-    const b = ranking.find((e) => e.tenant === "rank-b");
+    const a = ranked(ranking, "rank-a");
+    const b = ranked(ranking, "rank-b");
     assert.deepEqual([a.calls, a.payers], [3, 3], "A did not move");
     assert.deepEqual([b.calls, b.payers, b.score], [10, 10, 10]);
-    assert.ok(ranking.indexOf(b) < ranking.indexOf(a), "B ranks above A");
+    assert.ok(b.at < a.at, "B ranks above A");
     for (const w of ["24h", "7d"]) {
       const r = await top(w);
-      assert.ok(r.findIndex((e) => e.tenant === "rank-b") < r.findIndex((e) => e.tenant === "rank-a"), w);
+      assert.ok(ranked(r, "rank-b").at < ranked(r, "rank-a").at, w);
     }
 
     // The operators' series: usage per bucket.
@@ -426,7 +446,7 @@ describe("trending", () => {
     for (let i = 0; i < 2; i++) assert.equal((await paidCall(aUrl, ca, { ip: "10.4.0.1" })).status, 200);
     await eventsOf("rank-pa", 3);
     assert.equal((await rollup("rank-pa")).status, 200);
-    const before = (await top()).find((e) => e.tenant === "rank-pa");
+    const before = ranked(await top(), "rank-pa");
     assert.deepEqual([before.calls, before.payers, before.revenueAtomic], [2, 1, "2000"]);
 
     // The flood: 120 unpaid calls from one client: 49 more challenges, then 429s.
@@ -446,11 +466,11 @@ describe("trending", () => {
 
     for (const slug of ["rank-pa", "rank-pb"]) assert.equal((await rollup(slug)).status, 200);
     const ranking = await top();
-    const a = ranking.find((e) => e.tenant === "rank-pa");
-    const b = ranking.find((e) => e.tenant === "rank-pb");
+    const a = ranked(ranking, "rank-pa");
+    const b = ranked(ranking, "rank-pb");
     assert.deepEqual([a.calls, a.payers, a.revenueAtomic], [2, 1, "2000"], "A did not move");
     assert.deepEqual([b.calls, b.payers, b.revenueAtomic], [4, 4, "4000"]);
-    assert.ok(ranking.indexOf(b) < ranking.indexOf(a), "B ranks above A");
+    assert.ok(b.at < a.at, "B ranks above A");
   });
 
   test("paying oneself (payer = the tenant's payTo) is billable but never counted", async () => {
@@ -464,7 +484,17 @@ describe("trending", () => {
     assert.equal((await rollup("rank-self")).status, 200);
     assert.equal((await top()).find((e) => e.tenant === "rank-self"), undefined);
     const series = await getJson(`${p.url}/__platform/usage/rank-self?window=1h`, { headers: analytics });
+    assert.equal(series.status, 200, series.text);
     assert.equal(series.json.buckets.reduce((s, x) => s + x.calls, 0), 0);
+    // The control: one call paid by someone else is counted, so the absence above is the
+    // self-dealing rule, not a rollup that counts nothing.
+    assert.equal((await paidCall(url, c, { account: wallet(100) })).status, 200);
+    await eventsOf("rank-self", 5);
+    assert.equal((await rollup("rank-self")).status, 200);
+    const entry = ranked(await top(), "rank-self");
+    assert.deepEqual([entry.calls, entry.payers, entry.revenueAtomic], [1, 1, "1000"]);
+    const after = await getJson(`${p.url}/__platform/usage/rank-self?window=1h`, { headers: analytics });
+    assert.equal(after.json.buckets.reduce((s, x) => s + x.calls, 0), 1);
   });
 
   test("one caller's contribution is capped per window", async () => {
@@ -473,8 +503,8 @@ describe("trending", () => {
     for (let i = 0; i < calls; i++) assert.equal((await callAs("10.3.0.1", `${p.url}/t/rank-c/hello`)).status, 200);
     await eventsOf("rank-c", calls);
     assert.equal((await rollup("rank-c")).status, 200);
-    const h1 = (await top("1h")).find((e) => e.tenant === "rank-c");
-    const h24 = (await top("24h")).find((e) => e.tenant === "rank-c");
+    const h1 = ranked(await top("1h"), "rank-c");
+    const h24 = ranked(await top("24h"), "rank-c");
     assert.deepEqual([h1.calls, h1.payers], [60, 1]);
     assert.deepEqual([h24.calls, h24.payers], [70, 1]);
     const series = await getJson(`${p.url}/__platform/usage/rank-c?window=1h`, { headers: analytics });
@@ -482,16 +512,23 @@ describe("trending", () => {
   });
 
   test("the ranking is public; parameters are checked; rollup of an unknown tenant is 404", async () => {
+    await rankedTenant("rank-pub-a", 2, "10.6.0");
+    await rankedTenant("rank-pub-b", 1, "10.6.1");
+    const full = await getJson(`${p.url}/__platform/trending?window=24h&limit=100`);
+    assert.equal(full.status, 200, full.text);
+    assert.ok(full.json.entries.length >= 2);
+    ranked(full.json.entries, "rank-pub-a");
+    ranked(full.json.entries, "rank-pub-b");
     const r = await getJson(`${p.url}/__platform/trending?window=24h&limit=1`);
     assert.equal(r.status, 200);
     assert.equal(r.json.window, "24h");
-    assert.equal(r.json.entries.length, 1);
+    assert.deepEqual(r.json.entries, full.json.entries.slice(0, 1), "limit=1: the first entry only");
     assertProblem(assert, await getJson(`${p.url}/__platform/trending?window=2h`), 400, "invalid_query");
     assertProblem(assert, await getJson(`${p.url}/__platform/trending?limit=0`), 400, "invalid_query");
     assertProblem(assert, await getJson(`${p.url}/__platform/trending`, { method: "POST" }), 405, "method_not_allowed");
     assertProblem(assert, await rollup("no-such-tenant"), 404, "tenant_not_found");
     assertProblem(assert, await getJson(`${p.url}/__platform/usage/Bad_Slug`, { headers: analytics }), 400, "invalid_slug");
-    assertProblem(assert, await getJson(`${p.url}/__platform/usage/rank-b/nope`, { headers: analytics }), 404, "route_not_found");
+    assertProblem(assert, await getJson(`${p.url}/__platform/usage/rank-pub-a/nope`, { headers: analytics }), 404, "route_not_found");
     const empty = await getJson(`${p.url}/__platform/usage/never-called?window=7d`, { headers: analytics });
     assert.equal(empty.status, 200);
     assert.equal(empty.json.buckets.length, 168);
@@ -501,11 +538,14 @@ describe("trending", () => {
 
 describe("durability", () => {
   test("events and rankings survive a restart of workerd", async () => {
-    const before = await allEvents("ev-free");
+    await rankedTenant("ev-durable", 2, "10.7.0");
+    assert.equal((await callAs("10.7.0.9", `${p.url}/t/ev-durable/status?code=500`)).status, 500);
+    const before = await eventsOf("ev-durable", 3);
     const ranking = await top();
+    assert.deepEqual([ranked(ranking, "ev-durable").calls, ranked(ranking, "ev-durable").payers], [2, 2]);
     await p.dispose();
     p = await platform();
-    assert.deepEqual(await allEvents("ev-free"), before);
+    assert.deepEqual(await allEvents("ev-durable"), before);
     assert.deepEqual(
       (await top()).map((e) => [e.tenant, e.calls]),
       ranking.map((e) => [e.tenant, e.calls]),

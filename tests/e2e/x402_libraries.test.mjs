@@ -32,7 +32,10 @@ async function settledCount(base, slug) {
   const res = await fetch(`${base}/__platform/ledger/${slug}/earnings`, {
     headers: { authorization: `Bearer ${TOKENS.PLATFORM_PAYOUT_TOKEN}` },
   });
-  return (await res.json()).settledCount;
+  assert.equal(res.status, 200);
+  const { settledCount } = await res.json();
+  assert.equal(typeof settledCount, "number");
+  return settledCount;
 }
 
 for (const mode of ["local verification", "facilitator stand-in"]) {
@@ -54,6 +57,8 @@ for (const mode of ["local verification", "facilitator stand-in"]) {
     });
 
     test("@x402/fetch + @x402/evm (v2) pays and gets the tenant's answer and a receipt", async () => {
+      f?.reset();
+      const settledBefore = await settledCount(p.url, "paid-lib");
       const res = await v2Fetch()(`${p.url}/t/paid-lib/hello?name=v2lib`);
       assert.equal(res.status, 200, await res.clone().text());
       assert.deepEqual(await res.json(), { hello: "v2lib" });
@@ -68,11 +73,12 @@ for (const mode of ["local verification", "facilitator stand-in"]) {
       } else {
         assert.match(receipt.transaction, /^local:/);
       }
-      assert.equal(await settledCount(p.url, "paid-lib"), 1);
+      assert.equal(await settledCount(p.url, "paid-lib"), settledBefore + 1, "this payment, settled once");
     });
 
     test("x402-fetch (v1) pays and gets the tenant's answer and a receipt", async () => {
       f?.reset();
+      const settledBefore = await settledCount(p.url, "paid-lib");
       const res = await v1Fetch()(`${p.url}/t/paid-lib/hello?name=v1lib`);
       assert.equal(res.status, 200, await res.clone().text());
       assert.deepEqual(await res.json(), { hello: "v1lib" });
@@ -81,7 +87,7 @@ for (const mode of ["local verification", "facilitator stand-in"]) {
       assert.equal(receipt.network, "base-sepolia");
       assert.equal(receipt.payer, payer.address);
       if (f) assert.deepEqual(f.calls.map((c) => [c.path, c.body.x402Version]), [["/verify", 1], ["/settle", 1]]);
-      assert.equal(await settledCount(p.url, "paid-lib"), 2);
+      assert.equal(await settledCount(p.url, "paid-lib"), settledBefore + 1, "this payment, settled once");
     });
   });
 }

@@ -8,13 +8,16 @@
 //   /gzip, /br      200 a JSON object, gzip- or brotli-encoded (Content-Encoding)
 //   /slow?ms=       answers after ms milliseconds; /slow-body?ms= sends the head at once
 //                   and the body after ms
+//   /hang           never answers; /hang-body sends the head and part of a body, never the
+//                   rest (both until close(): for timeouts, with no clock in the test)
 //   /big?bytes=&chunked=1   a body of that many bytes, with a Content-Length unless chunked
 //   /status?code=   that status
 //   /redirect       302 to another host
 //   /__stats        {total}: requests received so far, this one not included (for a
 //                   benchmark running the upstream in a process of its own)
-// On every route: ?cc= sets Cache-Control, ?vary= sets Vary, ?echo-header=name sends the
-// request's header `name` back as a response header of the same name.
+// On every route: ?cc= sets Cache-Control, ?age= sets Age, ?vary= sets Vary,
+// ?echo-header=name sends the request's header `name` back as a response header of the
+// same name.
 import http from "node:http";
 import zlib from "node:zlib";
 
@@ -37,6 +40,7 @@ export async function startUpstream({ host = "127.0.0.1", port = 0, record = tru
       const q = url.searchParams;
       const headers = {};
       if (q.has("cc")) headers["cache-control"] = q.get("cc");
+      if (q.has("age")) headers.age = q.get("age");
       if (q.has("vary")) headers.vary = q.get("vary");
       for (const name of q.getAll("echo-header")) {
         if (req.headers[name] !== undefined) headers[name] = req.headers[name];
@@ -73,6 +77,11 @@ export async function startUpstream({ host = "127.0.0.1", port = 0, record = tru
           return res.end("plain text, not JSON");
         case "slow":
           return later(Number(q.get("ms") ?? 1000), () => json(200, { slow: true }));
+        case "hang":
+          return;
+        case "hang-body":
+          res.writeHead(200, { ...headers, "content-type": "application/json" });
+          return res.write('{"hanging":');
         case "slow-body":
           res.writeHead(200, { ...headers, "content-type": "application/json" });
           res.write('{"slow":');

@@ -6,6 +6,7 @@
 // recipient, exact amount, network, asset, validity window) and remembers used nonces, as a
 // chain would. Scriptable, so tests can make it fail in every way a real one can:
 //   verify: "valid" (real checks) | "invalid" | "500" | "timeout" | "garbage"
+//           ("timeout" never answers, until close(), or answers 504 after `hangMs` if given)
 //   settle: "success" (real checks, fresh tx hash) | "fail" (success:false) | "500" |
 //           "timeout" | "garbage" | "same-tx" (always the same tx hash, a lying facilitator)
 // Modes are set in-process (setMode) or over HTTP (POST /__control {verify, settle});
@@ -80,7 +81,7 @@ export async function checkPayment(body, nowS = Math.floor(Date.now() / 1000)) {
   return { isValid: true, payer: getAddress(a.from) };
 }
 
-export async function startFacilitator({ host = "127.0.0.1", port = 0, hangMs = 60_000 } = {}) {
+export async function startFacilitator({ host = "127.0.0.1", port = 0, hangMs = null } = {}) {
   const state = { verify: "valid", settle: "success" };
   const calls = [];
   const usedNonces = new Set();
@@ -93,6 +94,7 @@ export async function startFacilitator({ host = "127.0.0.1", port = 0, hangMs = 
     res.end(text);
   };
   const hang = (res) => {
+    if (hangMs === null) return;
     const t = setTimeout(() => send(res, 504, { error: "too late" }), hangMs);
     hanging.add(t);
     res.on("close", () => {
