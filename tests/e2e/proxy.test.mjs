@@ -242,12 +242,9 @@ describe("proxy: cache", () => {
     assert.equal(up.hits("/v1/json", q).length, 2);
   });
 
-  // Known product bug, kept visible (reported as todo, not skipped): the stored copy keeps
-  // the upstream's Age header while its s-maxage is already max-age minus Age, so the
-  // runtime's cache subtracts Age a second time. Here max-age=605 with Age 600 should be
-  // cached for 5 s; it is never served from the cache. Fix in src/proxy/upstream.rs
-  // (stored_headers: do not store Age); then drop the todo.
-  test("the upstream's Age is subtracted once: max-age=605 with Age 600 is cached for 5 s", { todo: "Age is subtracted twice (stored copy keeps Age)" }, async () => {
+  // The stored copy's s-maxage is already max-age minus Age; it does not keep the Age
+  // header, or the runtime's cache would subtract it a second time.
+  test("the upstream's Age is subtracted once: max-age=605 with Age 600 is cached for 5 s", async () => {
     await putProxy("px-cache-age2", { cacheTtlS: 60 });
     const q = `${unique()}&cc=${encodeURIComponent("max-age=605")}&age=600`;
     assert.equal((await fetch(`${p.url}/t/px-cache-age2/json?${q}`)).headers.get("x-claw-cache"), "miss");
