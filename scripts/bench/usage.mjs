@@ -16,10 +16,10 @@
 //    challenges/429s/errors, times spread past the windows' edges) goes into the tenants'
 //    objects, each tenant is rolled up, and GET /__platform/trending is compared with an
 //    exact sliding-window computation in this script.
-import path from "node:path";
 import http from "node:http";
 import crypto from "node:crypto";
-import { startLocal, seedDemoTenants, ROOT, DEV_ANALYTICS_TOKEN } from "../local/runtime.mjs";
+import { startLocal, seedDemoTenants, DEV_ANALYTICS_TOKEN, USAGE_EVENTS_PROBE as probeWorker } from "../local/runtime.mjs";
+import { rawRequest } from "../../tests/e2e/harness.mjs";
 import { load, row, HEADER, requireHey } from "./load.mjs";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
@@ -31,13 +31,6 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 
 requireHey();
 
-const probeWorker = {
-  name: "usage-events-probe",
-  compatibilityDate: "2026-04-20",
-  modulesRoot: ROOT,
-  modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/usage_events_probe.js") }],
-  durableObjects: { EVENTS: { className: "UsageEvents", scriptName: "claw-dispatcher" } },
-};
 const auth = { authorization: `Bearer ${DEV_ANALYTICS_TOKEN}` };
 const free = { resourceType: "function", workerName: "demo-fn", plan: "free" };
 const paid = {
@@ -63,26 +56,9 @@ function rng(s) {
 const hex64 = (s) => crypto.createHash("sha256").update(s).digest("hex");
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-function request(url, { method = "GET", headers = {}, body } = {}) {
+function request(url, options = {}) {
   const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers, agent }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        let json = null;
-        try {
-          json = JSON.parse(text);
-        } catch {}
-        resolve({ status: res.statusCode, text, json });
-      });
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
+  return rawRequest(u.origin, { ...options, path: u.pathname + u.search, agent });
 }
 
 /// Runs `n` tasks with `concurrency` in flight; returns elapsed seconds.

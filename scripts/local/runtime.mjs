@@ -39,6 +39,16 @@ export const DEMO_PAID_TENANTS = {
   },
 };
 
+/// A fixture Worker that reaches the UsageEvents objects directly (tests and the usage
+/// benchmark; the platform itself has no ingest route).
+export const USAGE_EVENTS_PROBE = {
+  name: "usage-events-probe",
+  compatibilityDate: "2026-04-20",
+  modulesRoot: ROOT,
+  modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/usage_events_probe.js") }],
+  durableObjects: { EVENTS: { className: "UsageEvents", scriptName: "claw-dispatcher" } },
+};
+
 /// User Workers in the local namespace: script name -> module files (first is the entry).
 export const TENANT_WORKERS = {
   "demo-fn": ["tests/tenants/demo-fn.js"],

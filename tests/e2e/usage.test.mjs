@@ -10,7 +10,6 @@
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import path from "node:path";
 import { privateKeyToAccount } from "viem/accounts";
 import { admin, assertProblem, getJson, tempStateDir } from "./harness.mjs";
 import { startFacilitator } from "../fakes/x402_facilitator.mjs";
@@ -18,7 +17,7 @@ import { pricedTenant, readChallenge, payHeaders, receipt, payer, other } from "
 import {
   startLocal,
   seedDemoTenants,
-  ROOT,
+  USAGE_EVENTS_PROBE,
   DEV_ADMIN_TOKEN,
   DEV_ANALYTICS_TOKEN,
   DEV_USAGE_SALT,
@@ -28,13 +27,7 @@ const fn = (extra) => ({ resourceType: "function", workerName: "demo-fn", plan: 
 const analytics = { authorization: `Bearer ${DEV_ANALYTICS_TOKEN}` };
 
 // The fixture that reaches UsageEvents objects directly: the platform has no ingest route.
-const probeWorker = {
-  name: "usage-events-probe",
-  compatibilityDate: "2026-04-20",
-  modulesRoot: ROOT,
-  modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/usage_events_probe.js") }],
-  durableObjects: { EVENTS: { className: "UsageEvents", scriptName: "claw-dispatcher" } },
-};
+const probeWorker = USAGE_EVENTS_PROBE;
 
 let p;
 let f;

@@ -17,19 +17,10 @@
 import http from "node:http";
 import crypto from "node:crypto";
 import { verifyTypedData, getAddress } from "viem";
+import { TRANSFER_WITH_AUTHORIZATION as TYPES } from "../e2e/x402_client.mjs";
 
 const CHAIN_IDS = { "base-sepolia": 84532, "eip155:84532": 84532, base: 8453, "eip155:8453": 8453 };
 const VALID_BEFORE_MARGIN_S = 6;
-const TYPES = {
-  TransferWithAuthorization: [
-    { name: "from", type: "address" },
-    { name: "to", type: "address" },
-    { name: "value", type: "uint256" },
-    { name: "validAfter", type: "uint256" },
-    { name: "validBefore", type: "uint256" },
-    { name: "nonce", type: "bytes32" },
-  ],
-};
 
 const same = (a, b) => typeof a === "string" && typeof b === "string" && a.toLowerCase() === b.toLowerCase();
 
