@@ -63,6 +63,9 @@ pub async fn handle(call: PlatformCall<'_>, route: LedgerRoute) -> Result<Respon
             let path = format!("/payouts/{id}/void");
             ask(env, &slug, Method::Post, path, Some(wire_json(&void))).await
         }
+        LedgerRoute::Reconcile { slug } => {
+            ask(env, &slug, Method::Post, "/reconcile".into(), None).await
+        }
         LedgerRoute::AllEarnings => all_earnings(env, query).await,
     }
 }

@@ -122,6 +122,7 @@ pub const SUMMED_FIELDS: &[&str] = &[
     "net",
     "localNet",
     "pending",
+    "unknown",
     "paidOut",
     "payoutsPending",
     "available",
@@ -233,15 +234,17 @@ mod tests {
     #[test]
     fn earnings_sum_exactly() {
         let a = json!({"gross":"340282366920938463463374607431768211000","fees":"1","net":"2",
-            "localNet":"0","pending":"5","paidOut":"0","payoutsPending":"0","available":"2"});
+            "localNet":"0","pending":"5","unknown":"7","paidOut":"0","payoutsPending":"0",
+            "available":"2"});
         let b = json!({"gross":"455","fees":"3","net":"4","localNet":"4","pending":"0",
-            "paidOut":"1","payoutsPending":"1","available":"2"});
+            "unknown":"1","paidOut":"1","payoutsPending":"1","available":"2"});
         let s = sum_earnings([&a, &b]).unwrap();
         assert_eq!(s["gross"], "340282366920938463463374607431768211455");
         assert_eq!(s["available"], "4");
         assert_eq!(s["localNet"], "4");
+        assert_eq!(s["unknown"], "8");
         let one_more = json!({"gross":"1","fees":"0","net":"0","localNet":"0","pending":"0",
-            "paidOut":"0","payoutsPending":"0","available":"0"});
+            "unknown":"0","paidOut":"0","payoutsPending":"0","available":"0"});
         assert!(sum_earnings([&a, &b, &one_more]).is_err());
         assert!(sum_earnings([&json!({"gross": 1})]).is_err());
         assert_eq!(sum_earnings([]).unwrap()["net"], "0");

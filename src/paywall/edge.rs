@@ -123,7 +123,7 @@ async fn paid_call(
 
     // 3. Reserve: from here on, every path that does not serve voids.
     let slug = config.slug.as_str();
-    if let Err(p) = reserve(env, slug, &accepted).await {
+    if let Err(p) = reserve(env, slug, &accepted, config.plan.fee_bps()).await {
         // A payment the ledger refuses (e.g. one already used) failed before dispatch; a
         // ledger that cannot be reached is the platform's error.
         if p.status < 500 {
@@ -165,15 +165,27 @@ async fn paid_call(
             let outcome = match settled {
                 Ok(s) => check_settle_response(&s, &payment),
                 Err(f) => {
-                    void(env, slug, &accepted, &void_reason("settle", &f.code())).await;
+                    // The settlement was sent and no usable answer came back: it may have
+                    // happened. Only the chain can say: the ledger marks it unknown and
+                    // the reconciler decides it.
+                    let reason = void_reason("settle", &f.code());
+                    mark_unknown(env, slug, &accepted, &reason).await;
                     usage.record().settlement_failed(&f.code());
                     return Ok(settle_failure(&f, version, &accepted));
                 }
             };
             match outcome {
                 Ok(s) => s,
-                Err(e) => {
+                // The facilitator says it did not settle: the payment is void.
+                Err(e @ X402Error::SettlementFailed { .. }) => {
                     void(env, slug, &accepted, &void_reason("settle", &e.code())).await;
+                    usage.record().settlement_failed(settle_reason(&e));
+                    return Ok(settle_refused(&offer, version, &accepted, &e));
+                }
+                // It claims a settlement that does not hold up: whether funds moved is
+                // for the chain to say.
+                Err(e) => {
+                    mark_unknown(env, slug, &accepted, &void_reason("settle", &e.code())).await;
                     usage.record().settlement_failed(settle_reason(&e));
                     return Ok(settle_refused(&offer, version, &accepted, &e));
                 }
@@ -195,8 +207,9 @@ async fn paid_call(
         }
         Recorded::Unknown => {
             // Funds moved (or were recorded locally) and the tenant answered: the caller
-            // gets what it paid for. The reservation stays reserved for reconciliation;
-            // the log line names it.
+            // gets what it paid for. The reservation stays reserved; once overdue the
+            // ledger marks it unknown and the reconciler books it from the chain. The log
+            // line names it.
             worker::console_error!(
                 "ledger_record_failed: tenant={slug} key={} tx={}",
                 accepted.idempotency_key,
@@ -277,16 +290,27 @@ fn settle_reason(e: &X402Error) -> &str {
 
 /// The facilitator could not settle (down, slow, garbage): not served.
 fn settle_failure(f: &FacilitatorFailure, version: X402Version, a: &AcceptedPayment) -> Response {
-    let mut resp = respond::problem(&f.to_problem("settle"));
+    let p = f.to_problem("settle");
+    let detail = format!(
+        "{}; whether the payment settled is being reconciled against the chain",
+        p.detail.clone().unwrap_or_default()
+    );
+    let mut resp = respond::problem(&p.detail(detail));
     set_failure_header(&mut resp, version, a, &f.code());
     resp
 }
 
-async fn reserve(env: &Env, slug: &str, a: &AcceptedPayment) -> Result<(), Problem> {
+async fn reserve(env: &Env, slug: &str, a: &AcceptedPayment, fee_bps: u32) -> Result<(), Problem> {
     let body = wire_json(&ReserveRequest {
         key: a.idempotency_key.clone(),
         fingerprint: a.fingerprint.clone(),
         gross: a.amount_atomic.to_string(),
+        network: a.network,
+        asset: a.asset.to_lower_hex(),
+        payer: a.payer.to_lower_hex(),
+        nonce: a.nonce.to_lower_hex(),
+        valid_before_s: i64::try_from(a.valid_before_s).unwrap_or(i64::MAX),
+        fee_bps,
     });
     let answer = ledger::call(env, slug, Method::Post, "/payments/reserve", Some(body))
         .await
@@ -303,20 +327,30 @@ async fn reserve(env: &Env, slug: &str, a: &AcceptedPayment) -> Result<(), Probl
     Err(reserve_refusal(answer.status, answer.problem()))
 }
 
-/// Voids the reservation; a failure is logged (the ledger's sweep voids it later).
+/// Voids the reservation (the call was not served and nothing was settled). A failure is
+/// logged: the reservation then goes overdue, is marked unknown and the chain decides it.
 async fn void(env: &Env, slug: &str, a: &AcceptedPayment, reason: &str) {
+    close(env, slug, a, "/payments/void", reason).await;
+}
+
+/// Marks the reservation unknown (a settlement was sent; its outcome is not known).
+async fn mark_unknown(env: &Env, slug: &str, a: &AcceptedPayment, reason: &str) {
+    close(env, slug, a, "/payments/unknown", reason).await;
+}
+
+async fn close(env: &Env, slug: &str, a: &AcceptedPayment, path: &str, reason: &str) {
     let body = wire_json(&VoidRequest {
         key: a.idempotency_key.clone(),
         reason: reason.to_owned(),
     });
-    match ledger::call(env, slug, Method::Post, "/payments/void", Some(body)).await {
+    match ledger::call(env, slug, Method::Post, path, Some(body)).await {
         Ok(LedgerAnswer { status: 200, .. }) => {}
         Ok(other) => worker::console_error!(
-            "void {}: ledger answered {}",
+            "{path} {}: ledger answered {}",
             a.idempotency_key,
             other.status
         ),
-        Err(e) => worker::console_error!("void {}: {}", a.idempotency_key, e.0),
+        Err(e) => worker::console_error!("{path} {}: {}", a.idempotency_key, e.0),
     }
 }
 

@@ -74,12 +74,31 @@ pub enum TenantRoute {
 /// The ledger room: the payout job's journal and payouts, the operators' earnings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerRoute {
-    Entries { slug: String },
-    Earnings { slug: String },
-    CreatePayout { slug: String },
-    Payout { slug: String, id: String },
-    PostPayout { slug: String, id: String },
-    VoidPayout { slug: String, id: String },
+    Entries {
+        slug: String,
+    },
+    Earnings {
+        slug: String,
+    },
+    CreatePayout {
+        slug: String,
+    },
+    Payout {
+        slug: String,
+        id: String,
+    },
+    PostPayout {
+        slug: String,
+        id: String,
+    },
+    VoidPayout {
+        slug: String,
+        id: String,
+    },
+    /// Ask the chain about the tenant's open payments now.
+    Reconcile {
+        slug: String,
+    },
     AllEarnings,
 }
 
@@ -196,6 +215,12 @@ pub const ROUTES: &[Row] = &[
         [Lit("ledger"), Slug, Lit("payouts"), PayoutId, Lit("void")],
         Payout,
         |p| payout(p, |slug, id| LedgerRoute::VoidPayout { slug, id })
+    ),
+    row!(
+        "POST",
+        [Lit("ledger"), Slug, Lit("reconcile")],
+        Payout,
+        |p| { Route::Ledger(LedgerRoute::Reconcile { slug: p.next() }) }
     ),
     // Ledger: operators.
     row!("GET", [Lit("earnings")], Operator, |_| Route::Ledger(
@@ -336,7 +361,8 @@ impl LedgerRoute {
             | LedgerRoute::CreatePayout { slug }
             | LedgerRoute::Payout { slug, .. }
             | LedgerRoute::PostPayout { slug, .. }
-            | LedgerRoute::VoidPayout { slug, .. } => Some(slug),
+            | LedgerRoute::VoidPayout { slug, .. }
+            | LedgerRoute::Reconcile { slug } => Some(slug),
         }
     }
 }

@@ -78,6 +78,15 @@ fn ledger_routes_and_their_tokens() {
             Access::Payout
         )
     );
+    assert_eq!(
+        found("POST", "/ledger/acme/reconcile"),
+        (
+            Route::Ledger(LedgerRoute::Reconcile {
+                slug: "acme".into()
+            }),
+            Access::Payout
+        )
+    );
     assert_eq!(found("GET", "/earnings").1, Access::Operator);
     assert_eq!(found("GET", "/earnings/acme").1, Access::Operator);
     // One tenant's earnings: the payout job under /ledger, operators under /earnings.
@@ -139,6 +148,8 @@ fn refusals() {
         ("GET", "/ledger/acme/payouts/..", 404, "payout_not_found"),
         ("GET", "/ledger/acme/payouts/po_", 404, "payout_not_found"),
         ("GET", long_id.as_str(), 404, "payout_not_found"),
+        ("GET", "/ledger/acme/reconcile", 405, "method_not_allowed"),
+        ("POST", "/ledger/Bad--Slug/reconcile", 400, "invalid_slug"),
         ("POST", "/trending", 405, "method_not_allowed"),
         ("GET", "/usage/acme/nope", 404, "route_not_found"),
         ("GET", "/usage/Bad--Slug", 400, "invalid_slug"),

@@ -7,8 +7,15 @@
 //! same [`SqlStore::atomically`] step, so they always agree with the journal. [`Ledger::audit`]
 //! replays the journal and checks that they do.
 //!
-//! Payments: `reserved -> settled | voided`, keyed by the caller's idempotency key (network +
-//! asset + payer + EIP-3009 nonce). A key is reserved at most once, ever.
+//! Payments: `reserved -> settled | voided | unknown`, `unknown -> settled | voided`, keyed
+//! by the caller's idempotency key (network + asset + payer + EIP-3009 nonce). A key is
+//! reserved at most once, ever. `unknown` is a payment whose settlement outcome the
+//! platform does not know (the facilitator timed out or answered garbage after settle was
+//! sent, or the reservation outlived any live call: the dispatcher died, or the ledger was
+//! unreachable after a settle). Only the chain decides an unknown payment: the reconciler
+//! ([`reconcile`]) asks the token's `authorizationState(payer, nonce)` and books it settled
+//! (with the transaction from the chain's logs) or voided (unused, and the chain's clock is
+//! past `validBefore`, so it can never settle). No timer ever voids a payment.
 //! Payouts: `pending -> posted | voided`, keyed by the payout job's idempotency key.
 //!
 //! Money is `u128` atomic units, stored as decimal TEXT, with checked arithmetic only.
@@ -20,8 +27,8 @@
 //! - `settled_gross == settled_fee + settled_net`, per payment and in total;
 //! - `settled_net == available + payouts_pending + payouts_posted`, with `available >= 0`
 //!   (a payout above `available` is refused, so the balance never goes negative);
-//! - `settled_gross + reserved_gross` fits in `u128` (checked when reserving, so settling can
-//!   never overflow);
+//! - `settled_gross + reserved_gross + unknown_gross` fits in `u128` (checked when reserving,
+//!   so settling can never overflow);
 //! - `seq` strictly increasing from 1 without gaps; entries are only ever inserted;
 //! - every payment key and payout idempotency key is applied at most once.
 
@@ -34,6 +41,7 @@ use crate::tenant::{parse_atomic_amount, Network};
 mod payments;
 mod payouts;
 mod read;
+pub mod reconcile;
 pub mod wire;
 
 #[cfg(test)]
@@ -42,7 +50,7 @@ mod tests;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 
-pub use payments::SweepReport;
+pub use payments::{ChainFacts, SweepReport};
 pub use read::{AuditReport, DayEarnings, Earnings, EntryPage};
 
 /// Basis points in one whole.
@@ -62,23 +70,28 @@ pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_DAYS: u32 = 366;
 pub const DEFAULT_DAYS: u32 = 30;
 pub const DAY_MS: i64 = 86_400_000;
-/// A reservation still `reserved` this long after it was made is voided by the sweep
-/// ([`Ledger::sweep_expired`], run by the object's alarm) with reason
-/// [`EXPIRED_REASON`]. A paid call holds its reservation for at most the facilitator's
-/// verify and settle timeouts plus the dispatcher's deadline for the tenant (5 minutes),
-/// so 15 minutes only ever catches calls whose dispatcher died mid-call.
+/// A reservation still `reserved` this long after it was made is overdue: the sweep
+/// ([`Ledger::sweep_expired`], run by the object's alarm) marks it `unknown` with reason
+/// [`EXPIRED_REASON`], for the reconciler to decide from the chain. A paid call holds its
+/// reservation for at most the facilitator's verify and settle timeouts plus the
+/// dispatcher's deadline for the tenant (a compile-time assert in the dispatcher keeps it
+/// so), so this only ever catches calls whose dispatcher died mid-call or whose settlement
+/// could not be recorded.
 pub const RESERVATION_TTL_MS: i64 = 15 * 60 * 1_000;
-/// Void reason the sweep records.
+/// The reason the sweep records when it marks an overdue reservation `unknown`.
 pub const EXPIRED_REASON: &str = "reservation_expired";
-/// Reservations voided per sweep at most (the alarm runs again at once if more are due).
+/// Reservations marked per sweep at most (the alarm runs again at once if more are due).
 pub const SWEEP_BATCH: u32 = 200;
 /// A local (development verifier) settlement's `txRef` is this prefix plus the payment's
 /// fingerprint: never a transaction hash, and unique per signed payment.
 pub const LOCAL_TX_PREFIX: &str = "local:";
 
 /// The last object [`SCHEMA`] creates: when it exists, the whole schema does. A schema
-/// change must create a new marker last and name it here.
-const SCHEMA_MARKER: &str = "ledger_payments_tx";
+/// change must create a new marker last, name it here, and migrate from the previous one.
+const SCHEMA_MARKER: &str = "ledger_payments_unknown";
+/// The first schema's marker: a ledger that has it and not [`SCHEMA_MARKER`] is migrated
+/// ([`MIGRATE_V1`]) before use.
+const SCHEMA_V1_MARKER: &str = "ledger_payments_tx";
 
 /// The tables, created on open. Entries are only ever inserted (the code has no UPDATE or
 /// DELETE on `ledger_entries`).
@@ -87,7 +100,8 @@ pub const SCHEMA: &[&str] = &[
         seq INTEGER PRIMARY KEY CHECK (seq > 0),
         at_ms INTEGER NOT NULL,
         kind TEXT NOT NULL CHECK (kind IN ('payment_reserved', 'payment_settled',
-            'payment_voided', 'payout_created', 'payout_posted', 'payout_voided')),
+            'payment_voided', 'payment_unknown', 'payout_created', 'payout_posted',
+            'payout_voided')),
         payment_key TEXT,
         payout_id TEXT,
         amount TEXT NOT NULL,
@@ -105,7 +119,7 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS ledger_payments (
         payment_key TEXT PRIMARY KEY,
         fingerprint TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'voided')),
+        state TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'voided', 'unknown')),
         gross TEXT NOT NULL,
         fee TEXT,
         net TEXT,
@@ -118,7 +132,11 @@ pub const SCHEMA: &[&str] = &[
         reserved_at_ms INTEGER NOT NULL,
         updated_at_ms INTEGER NOT NULL,
         reserved_seq INTEGER NOT NULL,
-        last_seq INTEGER NOT NULL
+        last_seq INTEGER NOT NULL,
+        asset TEXT,
+        nonce TEXT,
+        valid_before_s INTEGER,
+        unknown_reason TEXT
     )",
     // The sweep finds expired reservations; settle finds a transaction hash already used.
     "CREATE INDEX IF NOT EXISTS ledger_payments_reserved ON ledger_payments (reserved_at_ms)
@@ -153,10 +171,12 @@ pub const SCHEMA: &[&str] = &[
         payouts_pending_count INTEGER NOT NULL,
         payouts_posted TEXT NOT NULL,
         payouts_posted_count INTEGER NOT NULL,
-        payouts_voided_count INTEGER NOT NULL
+        payouts_voided_count INTEGER NOT NULL,
+        unknown_gross TEXT NOT NULL DEFAULT '0',
+        unknown_count INTEGER NOT NULL DEFAULT 0
     )",
     "INSERT OR IGNORE INTO ledger_balances VALUES
-        (1, 0, '0', 0, '0', '0', '0', 0, '0', 0, 0, '0', 0, '0', 0, 0)",
+        (1, 0, '0', 0, '0', '0', '0', 0, '0', 0, 0, '0', 0, '0', 0, 0, '0', 0)",
     "CREATE TABLE IF NOT EXISTS ledger_days (
         day INTEGER PRIMARY KEY,
         gross TEXT NOT NULL,
@@ -164,9 +184,37 @@ pub const SCHEMA: &[&str] = &[
         net TEXT NOT NULL,
         count INTEGER NOT NULL
     )",
-    // Last: the marker Ledger::open looks for.
     "CREATE INDEX IF NOT EXISTS ledger_payments_tx ON ledger_payments (tx_ref)
         WHERE tx_ref IS NOT NULL",
+    // Last: the marker Ledger::open looks for. The reconciler finds unknown payments.
+    "CREATE INDEX IF NOT EXISTS ledger_payments_unknown ON ledger_payments (updated_at_ms)
+        WHERE state = 'unknown'",
+];
+
+/// From the first schema to this one, in one atomic step: the journal and the payments
+/// table are rebuilt (their CHECK constraints gain the `unknown` state and entry kind; the
+/// payments gain the chain facts the reconciler needs), the balance row gains the unknown
+/// totals. Rows are copied as they are; then [`SCHEMA`] creates what is missing.
+pub const MIGRATE_V1: &[&str] = &[
+    "DROP INDEX IF EXISTS ledger_payments_reserved",
+    "DROP INDEX IF EXISTS ledger_payments_tx",
+    "ALTER TABLE ledger_entries RENAME TO ledger_entries_v1",
+    "ALTER TABLE ledger_payments RENAME TO ledger_payments_v1",
+    "ALTER TABLE ledger_balances ADD COLUMN unknown_gross TEXT NOT NULL DEFAULT '0'",
+    "ALTER TABLE ledger_balances ADD COLUMN unknown_count INTEGER NOT NULL DEFAULT 0",
+];
+
+/// After [`SCHEMA`] created the new tables: copy the old rows and drop the old tables.
+pub const MIGRATE_V1_COPY: &[&str] = &[
+    "INSERT INTO ledger_entries SELECT * FROM ledger_entries_v1",
+    "INSERT INTO ledger_payments (payment_key, fingerprint, state, gross, fee, net, fee_bps,
+        tx_ref, network, payer, local_settlement, void_reason, reserved_at_ms, updated_at_ms,
+        reserved_seq, last_seq)
+     SELECT payment_key, fingerprint, state, gross, fee, net, fee_bps, tx_ref, network, payer,
+        local_settlement, void_reason, reserved_at_ms, updated_at_ms, reserved_seq, last_seq
+     FROM ledger_payments_v1",
+    "DROP TABLE ledger_entries_v1",
+    "DROP TABLE ledger_payments_v1",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -184,6 +232,8 @@ pub enum LedgerError {
     PaymentAlreadySettled,
     #[error("the payment was already voided")]
     PaymentAlreadyVoided,
+    #[error("the payment's settlement outcome is unknown until the chain is asked")]
+    PaymentOutcomeUnknown,
     #[error("the payment key was already used for a different payment")]
     PaymentKeyReused,
     #[error("the payment was already settled differently ({0})")]
@@ -219,6 +269,7 @@ impl LedgerError {
             LedgerError::PaymentInFlight => Code::PaymentInFlight,
             LedgerError::PaymentAlreadySettled => Code::PaymentAlreadySettled,
             LedgerError::PaymentAlreadyVoided => Code::PaymentAlreadyVoided,
+            LedgerError::PaymentOutcomeUnknown => Code::PaymentOutcomeUnknown,
             LedgerError::PaymentKeyReused => Code::PaymentKeyReused,
             LedgerError::SettlementConflict(_) => Code::SettlementConflict,
             LedgerError::TransactionAlreadyRecorded(_) => Code::TransactionAlreadyRecorded,
@@ -346,6 +397,8 @@ pub enum PaymentState {
     Reserved,
     Settled,
     Voided,
+    /// The settlement's outcome is not known; only the chain decides it (reconciliation).
+    Unknown,
 }
 
 impl PaymentState {
@@ -354,6 +407,7 @@ impl PaymentState {
             PaymentState::Reserved => "reserved",
             PaymentState::Settled => "settled",
             PaymentState::Voided => "voided",
+            PaymentState::Unknown => "unknown",
         }
     }
     fn parse(s: &str) -> Result<Self, LedgerError> {
@@ -361,6 +415,7 @@ impl PaymentState {
             "reserved" => Ok(PaymentState::Reserved),
             "settled" => Ok(PaymentState::Settled),
             "voided" => Ok(PaymentState::Voided),
+            "unknown" => Ok(PaymentState::Unknown),
             other => Err(corrupt(format!("payment state {other:?}"))),
         }
     }
@@ -404,6 +459,8 @@ pub struct Settlement<'a> {
     pub local_settlement: bool,
     /// The tenant plan's fee ([`crate::tenant::Plan::fee_bps`]), 0..=10000.
     pub fee_bps: u32,
+    /// Why it was booked this way, when not by its own call (reconciliation).
+    pub reason: Option<&'a str>,
 }
 
 /// A payment's current state (one row per payment key).
@@ -441,6 +498,18 @@ pub struct Payment {
     pub updated_at_ms: i64,
     pub reserved_seq: i64,
     pub last_seq: i64,
+    /// The token (reserve time), for reconciliation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    /// The EIP-3009 nonce (reserve time), for reconciliation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The authorization's `validBefore` (unix seconds, reserve time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_before_s: Option<i64>,
+    /// Why the outcome became unknown (`unknown` payments, and kept once decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_reason: Option<String>,
 }
 
 /// A payout's current state.
@@ -479,6 +548,7 @@ pub enum EntryKind {
     PaymentReserved,
     PaymentSettled,
     PaymentVoided,
+    PaymentUnknown,
     PayoutCreated,
     PayoutPosted,
     PayoutVoided,
@@ -490,6 +560,7 @@ impl EntryKind {
             EntryKind::PaymentReserved => "payment_reserved",
             EntryKind::PaymentSettled => "payment_settled",
             EntryKind::PaymentVoided => "payment_voided",
+            EntryKind::PaymentUnknown => "payment_unknown",
             EntryKind::PayoutCreated => "payout_created",
             EntryKind::PayoutPosted => "payout_posted",
             EntryKind::PayoutVoided => "payout_voided",
@@ -500,6 +571,7 @@ impl EntryKind {
             "payment_reserved" => EntryKind::PaymentReserved,
             "payment_settled" => EntryKind::PaymentSettled,
             "payment_voided" => EntryKind::PaymentVoided,
+            "payment_unknown" => EntryKind::PaymentUnknown,
             "payout_created" => EntryKind::PayoutCreated,
             "payout_posted" => EntryKind::PayoutPosted,
             "payout_voided" => EntryKind::PayoutVoided,
@@ -647,12 +719,14 @@ struct Balances {
     payouts_posted: u128,
     payouts_posted_count: u64,
     payouts_voided_count: u64,
+    unknown_gross: u128,
+    unknown_count: u64,
 }
 
 const BALANCE_COLUMNS: &str = "last_seq, reserved_gross, reserved_count, settled_gross, \
     settled_fee, settled_net, settled_count, local_net, local_count, voided_count, \
     payouts_pending, payouts_pending_count, payouts_posted, payouts_posted_count, \
-    payouts_voided_count";
+    payouts_voided_count, unknown_gross, unknown_count";
 
 /// `a + b`, or [`LedgerError::AmountOverflow`].
 fn add(a: u128, b: u128) -> Result<u128, LedgerError> {
@@ -698,6 +772,8 @@ impl Balances {
             payouts_posted: amount_at(&row, 12)?,
             payouts_posted_count: count_at(&row, 13)?,
             payouts_voided_count: count_at(&row, 14)?,
+            unknown_gross: amount_at(&row, 15)?,
+            unknown_count: count_at(&row, 16)?,
         })
     }
 
@@ -710,7 +786,8 @@ impl Balances {
                 settled_gross = ?, settled_fee = ?, settled_net = ?, settled_count = ?,
                 local_net = ?, local_count = ?, voided_count = ?,
                 payouts_pending = ?, payouts_pending_count = ?, payouts_posted = ?,
-                payouts_posted_count = ?, payouts_voided_count = ?
+                payouts_posted_count = ?, payouts_voided_count = ?, unknown_gross = ?,
+                unknown_count = ?
              WHERE id = 1",
             &[
                 checked_int(self.last_seq)?,
@@ -728,6 +805,8 @@ impl Balances {
                 amount_sql(self.payouts_posted),
                 count_sql(self.payouts_posted_count)?,
                 count_sql(self.payouts_voided_count)?,
+                amount_sql(self.unknown_gross),
+                count_sql(self.unknown_count)?,
             ],
         )?;
         Ok(())
@@ -748,9 +827,10 @@ impl Balances {
         if self
             .settled_gross
             .checked_add(self.reserved_gross)
+            .and_then(|v| v.checked_add(self.unknown_gross))
             .is_none()
         {
-            return Err(corrupt("settled + reserved gross overflows"));
+            return Err(corrupt("settled + reserved + unknown gross overflows"));
         }
         if self.local_net > self.settled_net || self.local_count > self.settled_count {
             return Err(corrupt("local settlements exceed all settlements"));
@@ -893,9 +973,23 @@ impl<'s, S: SqlStore> Ledger<'s, S> {
             )?
             .is_some();
         if !ready {
-            for stmt in SCHEMA {
-                store.exec(stmt, &[])?;
-            }
+            store.atomically(&mut |s| {
+                let v1 = s
+                    .query_opt(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                        &[SCHEMA_V1_MARKER.into()],
+                    )?
+                    .is_some();
+                let steps: [&[&str]; 3] = if v1 {
+                    [MIGRATE_V1, SCHEMA, MIGRATE_V1_COPY]
+                } else {
+                    [&[], SCHEMA, &[]]
+                };
+                for stmt in steps.concat() {
+                    s.exec(stmt, &[])?;
+                }
+                Ok::<(), LedgerError>(())
+            })?;
         }
         Ok(Ledger { store })
     }

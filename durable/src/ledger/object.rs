@@ -4,30 +4,211 @@
 //! this glue reads the request, the clock and the body, and writes the response. The core
 //! call is synchronous, so operations on one ledger never interleave.
 //!
-//! Reservation sweep: after a reservation the object makes sure an alarm is pending for when
-//! it would expire ([`super::RESERVATION_TTL_MS`]); the alarm voids every reservation that
-//! old ([`super::Ledger::sweep_expired`]) and re-arms for the oldest one still open.
+//! Reservation sweep and reconciliation: after a reservation the object makes sure an alarm
+//! is pending for when it would be overdue ([`super::RESERVATION_TTL_MS`]); a payment marked
+//! `unknown` asks for one within [`RECONCILE_DELAY_MS`]. The alarm marks every overdue
+//! reservation `unknown` ([`super::Ledger::sweep_expired`]), asks the chain about the
+//! unknown ones ([`super::reconcile`], endpoints from `CHAIN_RPC_URLS`), and re-arms: for the
+//! oldest reservation still open, and within [`RECONCILE_DELAY_MS`] while the chain left
+//! payments undecided ([`NO_RPC_RETRY_MS`] when no endpoint is configured: those stay
+//! unknown, visible in the earnings, until one is).
+//!
+//! `POST /reconcile` runs the same on demand (the unknown payments and the reserved ones)
+//! and answers the report.
 
 use std::cell::Cell;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
+use futures::future::{select, Either};
+use serde_json::Value;
+use worker::{
+    durable_object, Delay, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit,
+    Response, Result, State,
+};
 
+use super::reconcile::{parse_result, reconcile, rpc_request, ChainRpc, RECONCILE_BATCH};
 use super::wire::{handle, MAX_BODY_BYTES};
 use super::{Ledger, RESERVATION_TTL_MS, SWEEP_BATCH};
-use crate::http::{at_ms, ensure_alarm, now_ms, problem, reply, Call};
+use crate::http::{at_ms, ensure_alarm, json, now_ms, problem, reply, Call};
 use crate::sql_do::DoSql;
+use crate::tenant::Network;
+
+/// Env: JSON object from network (CAIP-2 or the x402 v1 name) to a JSON-RPC URL.
+pub const CHAIN_RPC_URLS: &str = "CHAIN_RPC_URLS";
+/// An unknown payment is asked about within this long.
+pub const RECONCILE_DELAY_MS: i64 = 60_000;
+/// With no endpoint for a payment's network, look again this often.
+pub const NO_RPC_RETRY_MS: i64 = 60 * 60_000;
+/// One JSON-RPC call's deadline.
+const RPC_TIMEOUT_MS: u64 = 5_000;
+/// The largest JSON-RPC answer read.
+const MAX_RPC_ANSWER_BYTES: usize = 1 << 20;
 
 #[durable_object]
 pub struct TenantLedger {
     state: State,
+    env: Env,
     /// This instance already knows a sweep alarm is pending (re-learned after eviction).
     alarm_known: Cell<bool>,
 }
 
+/// The chain over `fetch`: one endpoint per network, from `CHAIN_RPC_URLS`. Errors name the
+/// network, never the URL (it may carry a provider's key).
+struct FetchRpc {
+    urls: HashMap<&'static str, String>,
+    next_id: u64,
+}
+
+impl FetchRpc {
+    fn from_env(env: &Env) -> FetchRpc {
+        let raw = env
+            .var(CHAIN_RPC_URLS)
+            .map(|v| v.to_string())
+            .or_else(|_| env.secret(CHAIN_RPC_URLS).map(|s| s.to_string()))
+            .unwrap_or_default();
+        let mut urls = HashMap::new();
+        if !raw.is_empty() {
+            match serde_json::from_str::<HashMap<String, String>>(&raw) {
+                Ok(map) => {
+                    for (name, url) in map {
+                        match Network::parse(&name) {
+                            Some(n) => {
+                                urls.insert(n.caip2(), url);
+                            }
+                            None => worker::console_error!(
+                                "{CHAIN_RPC_URLS}: unknown network {name:?}, ignored"
+                            ),
+                        }
+                    }
+                }
+                Err(_) => worker::console_error!(
+                    "{CHAIN_RPC_URLS} is not a JSON object of network to URL: ignored"
+                ),
+            }
+        }
+        FetchRpc { urls, next_id: 0 }
+    }
+
+    async fn post(&self, url: &str, body: String) -> std::result::Result<Vec<u8>, String> {
+        let headers = Headers::new();
+        let _ = headers.set("content-type", "application/json");
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.into()));
+        let req = Request::new_with_init(url, &init).map_err(|_| "bad RPC URL".to_owned())?;
+        let mut resp = Fetch::Request(req)
+            .send()
+            .await
+            .map_err(|_| "the RPC endpoint could not be reached".to_owned())?;
+        if resp.status_code() != 200 {
+            return Err(format!(
+                "the RPC endpoint answered HTTP {}",
+                resp.status_code()
+            ));
+        }
+        let bytes = resp.bytes().await.map_err(|_| "the RPC answer broke off")?;
+        if bytes.len() > MAX_RPC_ANSWER_BYTES {
+            return Err("the RPC answer is too large".into());
+        }
+        Ok(bytes)
+    }
+}
+
+impl ChainRpc for FetchRpc {
+    async fn call(
+        &mut self,
+        network: Network,
+        method: &str,
+        params: Value,
+    ) -> std::result::Result<Value, String> {
+        let url = self
+            .urls
+            .get(network.caip2())
+            .ok_or_else(|| format!("no RPC endpoint for {} ({CHAIN_RPC_URLS})", network.caip2()))?
+            .clone();
+        self.next_id += 1;
+        let body = rpc_request(self.next_id, method, &params);
+        let deadline = Delay::from(Duration::from_millis(RPC_TIMEOUT_MS));
+        let bytes = match select(Box::pin(self.post(&url, body)), deadline).await {
+            Either::Left((answer, _)) => answer?,
+            Either::Right(_) => return Err(format!("no RPC answer within {RPC_TIMEOUT_MS} ms")),
+        };
+        parse_result(&bytes)
+    }
+}
+
+impl TenantLedger {
+    /// Sweeps, then asks the chain about up to a batch of open payments (`include_reserved`
+    /// on demand); answers the report and when to run again.
+    async fn reconcile_now(
+        &self,
+        include_reserved: bool,
+        now: i64,
+    ) -> std::result::Result<(super::reconcile::ReconcileReport, Option<i64>), super::LedgerError>
+    {
+        let sweep = {
+            let mut sql = DoSql::new(&self.state);
+            Ledger::open(&mut sql)?.sweep_expired(now, RESERVATION_TTL_MS, SWEEP_BATCH)?
+        };
+        if sweep.marked_unknown > 0 {
+            worker::console_log!(
+                "ledger: {} overdue reservations marked unknown",
+                sweep.marked_unknown
+            );
+        }
+        let mut rpc = FetchRpc::from_env(&self.env);
+        let report = {
+            let mut sql = DoSql::new(&self.state);
+            reconcile(&mut sql, &mut rpc, include_reserved, RECONCILE_BATCH, now).await?
+        };
+        let retry = if report.unknown_left == 0 {
+            None
+        } else if rpc.urls.is_empty() {
+            Some(now.saturating_add(NO_RPC_RETRY_MS))
+        } else {
+            Some(now.saturating_add(RECONCILE_DELAY_MS))
+        };
+        let next = match (sweep.next_due_ms, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok((report, next))
+    }
+
+    async fn arm(&self, next: Option<i64>, now: i64) -> Result<()> {
+        match next {
+            Some(due) => {
+                // At least a second ahead, so a backlog is worked through in steps.
+                let when = due.max(now.saturating_add(1_000));
+                self.state.storage().set_alarm(at_ms(when)).await?;
+                self.alarm_known.set(true);
+            }
+            None => self.alarm_known.set(false),
+        }
+        Ok(())
+    }
+
+    /// An alarm no later than `due_ms` (a payment just became unknown).
+    async fn alarm_by(&self, due_ms: i64) {
+        let storage = self.state.storage();
+        let pending = storage.get_alarm().await.ok().flatten();
+        let later = pending.is_none_or(|at| at > due_ms);
+        if later {
+            match storage.set_alarm(at_ms(due_ms)).await {
+                Ok(()) => self.alarm_known.set(true),
+                Err(e) => worker::console_error!("ledger: reconcile alarm not set: {e}"),
+            }
+        }
+    }
+}
+
 impl DurableObject for TenantLedger {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         TenantLedger {
             state,
+            env,
             alarm_known: Cell::new(false),
         }
     }
@@ -42,6 +223,16 @@ impl DurableObject for TenantLedger {
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect();
+        if segs.as_slice() == ["reconcile"] && call.method == Method::Post {
+            let now = now_ms();
+            return match self.reconcile_now(true, now).await {
+                Ok((report, next)) => {
+                    self.arm(next, now).await?;
+                    json(200, &report)
+                }
+                Err(e) => problem(&e.into()),
+            };
+        }
         let query: Vec<(String, String)> = call
             .url
             .query_pairs()
@@ -67,30 +258,25 @@ impl DurableObject for TenantLedger {
             )
             .await;
         }
+        if matches!(answer, Ok((200, _))) && segs.as_slice() == ["payments", "unknown"] {
+            self.alarm_by(now.saturating_add(RECONCILE_DELAY_MS)).await;
+        }
         reply(answer)
     }
 
     async fn alarm(&self) -> Result<Response> {
         let now = now_ms();
-        let report = {
-            let mut sql = DoSql::new(&self.state);
-            Ledger::open(&mut sql)
-                .and_then(|mut l| l.sweep_expired(now, RESERVATION_TTL_MS, SWEEP_BATCH))
-        };
-        match report {
-            Ok(r) => {
-                if r.voided > 0 {
-                    worker::console_log!("ledger: swept {} expired reservations", r.voided);
+        match self.reconcile_now(false, now).await {
+            Ok((report, next)) => {
+                if report.settled + report.voided > 0 {
+                    worker::console_log!(
+                        "ledger: reconciled {} settled, {} voided, {} unknown left",
+                        report.settled,
+                        report.voided,
+                        report.unknown_left
+                    );
                 }
-                match r.next_due_ms {
-                    Some(due) => {
-                        // At least a second ahead, so a backlog is worked through in steps.
-                        let when = due.max(now.saturating_add(1_000));
-                        self.state.storage().set_alarm(at_ms(when)).await?;
-                        self.alarm_known.set(true);
-                    }
-                    None => self.alarm_known.set(false),
-                }
+                self.arm(next, now).await?;
             }
             // An error makes the runtime retry the alarm.
             Err(e) => return Err(worker::Error::RustError(e.to_string())),

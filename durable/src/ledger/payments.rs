@@ -1,4 +1,4 @@
-//! Payments: `reserved -> settled | voided`.
+//! Payments: `reserved -> settled | voided | unknown`, `unknown -> settled | voided`.
 
 use super::{
     add, check_now, check_positive, check_text, check_token, corrupt, dec, inc, split_fee, sub,
@@ -8,12 +8,12 @@ use super::{
 };
 use super::{amount_at, amount_sql, append, close, commit, count_at, count_sql, replayed};
 use super::{opt_amount_at, opt_bool_at, opt_bps_at, opt_network_at, opt_string_at};
-use crate::store::{checked_int, Row, SqlStore};
+use crate::store::{checked_int, Row, SqlStore, SqlValue};
 use crate::tenant::parse_evm_address;
 
 const PAYMENT_COLUMNS: &str = "payment_key, fingerprint, state, gross, fee, net, fee_bps, \
     tx_ref, network, payer, local_settlement, void_reason, reserved_at_ms, updated_at_ms, \
-    reserved_seq, last_seq";
+    reserved_seq, last_seq, asset, nonce, valid_before_s, unknown_reason";
 
 fn payment(row: &Row) -> Result<Payment, LedgerError> {
     Ok(Payment {
@@ -33,6 +33,10 @@ fn payment(row: &Row) -> Result<Payment, LedgerError> {
         updated_at_ms: row.int(13)?,
         reserved_seq: row.int(14)?,
         last_seq: row.int(15)?,
+        asset: opt_string_at(row, 16)?,
+        nonce: opt_string_at(row, 17)?,
+        valid_before_s: row.opt_int(18)?,
+        unknown_reason: opt_string_at(row, 19)?,
     })
 }
 
@@ -64,6 +68,7 @@ struct Normalized<'a> {
     payer: String,
     local_settlement: bool,
     fee_bps: u32,
+    reason: Option<&'a str>,
 }
 
 impl Normalized<'_> {
@@ -85,6 +90,57 @@ impl Normalized<'_> {
     }
 }
 
+/// What the chain needs to answer for a payment, recorded when it is reserved: the
+/// network and token, the authorization's payer and nonce and `validBefore`, and the
+/// tenant plan's fee (so a payment the reconciler settles is split as the call would
+/// have been).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainFacts<'a> {
+    pub network: crate::tenant::Network,
+    pub asset: &'a str,
+    pub payer: &'a str,
+    /// `0x` + 64 hex digits.
+    pub nonce: &'a str,
+    pub valid_before_s: i64,
+    pub fee_bps: u32,
+}
+
+/// [`ChainFacts`] as stored: addresses and nonce lowercased, all checked.
+struct CheckedFacts {
+    network: crate::tenant::Network,
+    asset: String,
+    payer: String,
+    nonce: String,
+    valid_before_s: i64,
+    fee_bps: u32,
+}
+
+fn check_facts(f: &ChainFacts<'_>) -> Result<CheckedFacts, LedgerError> {
+    let asset = parse_evm_address(f.asset).map_err(|e| super::invalid("asset", e))?;
+    let payer = parse_evm_address(f.payer).map_err(|e| super::invalid("payer", e))?;
+    let nonce_ok = f.nonce.len() == 66
+        && f.nonce.starts_with("0x")
+        && f.nonce[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !nonce_ok {
+        return Err(super::invalid(
+            "nonce",
+            "must be 0x followed by 64 hex digits",
+        ));
+    }
+    if !(0..=crate::store::MAX_SAFE_INTEGER).contains(&f.valid_before_s) {
+        return Err(super::invalid("validBeforeS", "must be unix seconds"));
+    }
+    split_fee(0, f.fee_bps)?;
+    Ok(CheckedFacts {
+        network: f.network,
+        asset,
+        payer,
+        nonce: f.nonce.to_ascii_lowercase(),
+        valid_before_s: f.valid_before_s,
+        fee_bps: f.fee_bps,
+    })
+}
+
 impl<S: SqlStore> Ledger<'_, S> {
     /// The payment with this key, in its current state.
     pub fn payment(&mut self, key: &str) -> Result<Option<Payment>, LedgerError> {
@@ -104,12 +160,27 @@ impl<S: SqlStore> Ledger<'_, S> {
         gross: u128,
         now_ms: i64,
     ) -> Result<Payment, LedgerError> {
+        self.reserve_with(key, fingerprint, gross, None, now_ms)
+    }
+
+    /// [`Ledger::reserve`], recording what reconciliation needs ([`ChainFacts`]). A payment
+    /// reserved without them can still be settled and voided by its call, but if its
+    /// outcome becomes unknown no chain can decide it: it stays `unknown`, visible.
+    pub fn reserve_with(
+        &mut self,
+        key: &str,
+        fingerprint: &str,
+        gross: u128,
+        facts: Option<&ChainFacts<'_>>,
+        now_ms: i64,
+    ) -> Result<Payment, LedgerError> {
         check_token("key", key, MAX_KEY_LEN)?;
         check_token("fingerprint", fingerprint, MAX_FINGERPRINT_LEN)?;
         check_positive("gross", gross)?;
         check_now(now_ms)?;
+        let facts = facts.map(check_facts).transpose()?;
         self.store
-            .atomically(&mut |s| reserve_in(s, key, fingerprint, gross, now_ms))
+            .atomically(&mut |s| reserve_in(s, key, fingerprint, gross, facts.as_ref(), now_ms))
     }
 
     /// Settles a reserved payment, splitting its gross into fee and net at `fee_bps` and
@@ -134,13 +205,16 @@ impl<S: SqlStore> Ledger<'_, S> {
             payer,
             local_settlement: settlement.local_settlement,
             fee_bps: settlement.fee_bps,
+            reason: settlement.reason,
         };
         self.store
             .atomically(&mut |s| settle_in(s, key, &n, now_ms))
     }
 
-    /// Voids a reserved payment (the tenant failed, or settlement did). Voiding a voided
-    /// payment returns the original (`replayed`); a settled payment cannot be voided.
+    /// Voids a reserved payment (the tenant failed, or settlement was refused). Voiding a
+    /// voided payment returns the original (`replayed`); a settled payment cannot be
+    /// voided, nor can an `unknown` one (only the chain decides those:
+    /// [`Ledger::void_unsettled`]).
     pub fn void(
         &mut self,
         key: &str,
@@ -151,8 +225,97 @@ impl<S: SqlStore> Ledger<'_, S> {
         check_text("reason", reason, MAX_REASON_LEN)?;
         check_now(now_ms)?;
         self.store
-            .atomically(&mut |s| void_in(s, key, reason, now_ms))
+            .atomically(&mut |s| void_in(s, key, reason, false, now_ms))
     }
+
+    /// Voids a reserved or unknown payment the chain says can never settle (its
+    /// authorization unused, and the chain's clock past its `validBefore`). For the
+    /// reconciler only.
+    pub fn void_unsettled(
+        &mut self,
+        key: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Applied<Payment>, LedgerError> {
+        check_token("key", key, MAX_KEY_LEN)?;
+        check_text("reason", reason, MAX_REASON_LEN)?;
+        check_now(now_ms)?;
+        self.store
+            .atomically(&mut |s| void_in(s, key, reason, true, now_ms))
+    }
+
+    /// Marks a reserved payment `unknown`: its settlement was sent and no usable answer
+    /// came back (timeout, garbage, a dropped connection), so it may or may not have
+    /// settled. Repeating it returns the original (`replayed`); a settled or voided payment
+    /// is refused with its state.
+    pub fn mark_unknown(
+        &mut self,
+        key: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Applied<Payment>, LedgerError> {
+        check_token("key", key, MAX_KEY_LEN)?;
+        check_text("reason", reason, MAX_REASON_LEN)?;
+        check_now(now_ms)?;
+        self.store
+            .atomically(&mut |s| mark_unknown_in(s, key, reason, now_ms))
+    }
+}
+
+/// Moves a payment's gross out of its open bucket (`reserved` or `unknown`).
+fn release(b: &mut Balances, p: &Payment) -> Result<(), LedgerError> {
+    match p.state {
+        PaymentState::Reserved => {
+            b.reserved_gross = sub(b.reserved_gross, p.gross, "reserved gross")?;
+            b.reserved_count = dec(b.reserved_count, "reserved")?;
+        }
+        PaymentState::Unknown => {
+            b.unknown_gross = sub(b.unknown_gross, p.gross, "unknown gross")?;
+            b.unknown_count = dec(b.unknown_count, "unknown")?;
+        }
+        PaymentState::Settled | PaymentState::Voided => {
+            return Err(corrupt(format!("payment {:?} is not open", p.key)))
+        }
+    }
+    Ok(())
+}
+
+fn mark_unknown_in<S: SqlStore>(
+    s: &mut S,
+    key: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Applied<Payment>, LedgerError> {
+    let p = load_payment(s, key)?.ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
+    match p.state {
+        PaymentState::Unknown => return replayed(p),
+        PaymentState::Settled => return Err(LedgerError::PaymentAlreadySettled),
+        PaymentState::Voided => return Err(LedgerError::PaymentAlreadyVoided),
+        PaymentState::Reserved => {}
+    }
+    let mut b = Balances::load(s)?;
+    release(&mut b, &p)?;
+    b.unknown_gross = add(b.unknown_gross, p.gross)?;
+    b.unknown_count = inc(b.unknown_count)?;
+    let mut e = LedgerEntry::new(EntryKind::PaymentUnknown, now_ms, p.gross);
+    e.payment_key = Some(key.to_owned());
+    e.reason = Some(reason.to_owned());
+    let seq = append(s, &mut b, &e)?;
+    let moved = s.query_opt(
+        "UPDATE ledger_payments SET state = 'unknown', unknown_reason = ?, updated_at_ms = ?,
+            last_seq = ?
+         WHERE payment_key = ? AND state = 'reserved' RETURNING payment_key",
+        &[
+            reason.into(),
+            checked_int(now_ms)?,
+            checked_int(seq)?,
+            key.into(),
+        ],
+    )?;
+    if moved.is_none() {
+        return Err(corrupt(format!("payment {key:?} left reserved mid-mark")));
+    }
+    commit(s, &b, reload, key)
 }
 
 fn reserve_in<S: SqlStore>(
@@ -160,6 +323,7 @@ fn reserve_in<S: SqlStore>(
     key: &str,
     fingerprint: &str,
     gross: u128,
+    facts: Option<&CheckedFacts>,
     now_ms: i64,
 ) -> Result<Payment, LedgerError> {
     if let Some(p) = load_payment(s, key)? {
@@ -170,12 +334,13 @@ fn reserve_in<S: SqlStore>(
             PaymentState::Reserved => LedgerError::PaymentInFlight,
             PaymentState::Settled => LedgerError::PaymentAlreadySettled,
             PaymentState::Voided => LedgerError::PaymentAlreadyVoided,
+            PaymentState::Unknown => LedgerError::PaymentOutcomeUnknown,
         });
     }
     let mut b = Balances::load(s)?;
     b.reserved_gross = add(b.reserved_gross, gross)?;
-    // Keep settled + reserved within u128, so settling this one can never overflow.
-    add(b.settled_gross, b.reserved_gross)?;
+    // Keep settled + reserved + unknown within u128, so settling can never overflow.
+    add(add(b.settled_gross, b.reserved_gross)?, b.unknown_gross)?;
     b.reserved_count = inc(b.reserved_count)?;
 
     let mut e = LedgerEntry::new(EntryKind::PaymentReserved, now_ms, gross);
@@ -183,8 +348,9 @@ fn reserve_in<S: SqlStore>(
     let seq = append(s, &mut b, &e)?;
     s.exec(
         "INSERT INTO ledger_payments (payment_key, fingerprint, state, gross, reserved_at_ms,
-            updated_at_ms, reserved_seq, last_seq)
-         VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?)",
+            updated_at_ms, reserved_seq, last_seq, network, asset, payer, nonce,
+            valid_before_s, fee_bps)
+         VALUES (?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             key.into(),
             fingerprint.into(),
@@ -193,6 +359,15 @@ fn reserve_in<S: SqlStore>(
             checked_int(now_ms)?,
             checked_int(seq)?,
             checked_int(seq)?,
+            facts.map(|f| f.network.caip2()).into(),
+            facts.map(|f| f.asset.as_str()).into(),
+            facts.map(|f| f.payer.as_str()).into(),
+            facts.map(|f| f.nonce.as_str()).into(),
+            match facts {
+                Some(f) => checked_int(f.valid_before_s)?,
+                None => SqlValue::Null,
+            },
+            facts.map(|f| f.fee_bps).into(),
         ],
     )?;
     b.save(s)?;
@@ -214,14 +389,13 @@ fn settle_in<S: SqlStore>(
             }
         }
         PaymentState::Voided => return Err(LedgerError::PaymentAlreadyVoided),
-        PaymentState::Reserved => {}
+        PaymentState::Reserved | PaymentState::Unknown => {}
     }
     check_tx_ref(s, key, &p, n)?;
     let (fee, net) = split_fee(p.gross, n.fee_bps)?;
 
     let mut b = Balances::load(s)?;
-    b.reserved_gross = sub(b.reserved_gross, p.gross, "reserved gross")?;
-    b.reserved_count = dec(b.reserved_count, "reserved")?;
+    release(&mut b, &p)?;
     b.settled_gross = add(b.settled_gross, p.gross)?;
     b.settled_fee = add(b.settled_fee, fee)?;
     b.settled_net = add(b.settled_net, net)?;
@@ -241,12 +415,13 @@ fn settle_in<S: SqlStore>(
     e.network = Some(n.network);
     e.payer = Some(n.payer.clone());
     e.local_settlement = Some(n.local_settlement);
+    e.reason = n.reason.map(str::to_owned);
     let seq = append(s, &mut b, &e)?;
     let updated = s.query_opt(
         "UPDATE ledger_payments SET state = 'settled', fee = ?, net = ?, fee_bps = ?,
             tx_ref = ?, network = ?, payer = ?, local_settlement = ?, updated_at_ms = ?,
             last_seq = ?
-         WHERE payment_key = ? AND state = 'reserved' RETURNING payment_key",
+         WHERE payment_key = ? AND state IN ('reserved', 'unknown') RETURNING payment_key",
         &[
             amount_sql(fee),
             amount_sql(net),
@@ -261,7 +436,7 @@ fn settle_in<S: SqlStore>(
         ],
     )?;
     if updated.is_none() {
-        return Err(corrupt(format!("payment {key:?} left reserved mid-settle")));
+        return Err(corrupt(format!("payment {key:?} left open mid-settle")));
     }
     commit(s, &b, reload, key)
 }
@@ -305,18 +480,19 @@ fn check_tx_ref<S: SqlStore>(
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Reservations voided by this sweep.
-    pub voided: u64,
+    /// Overdue reservations this sweep marked `unknown` (for the reconciler).
+    pub marked_unknown: u64,
     /// When the oldest reservation still open falls due (its `reserved_at_ms + ttl_ms`),
     /// or `None` when no payment is reserved: when to run the next sweep.
     pub next_due_ms: Option<i64>,
 }
 
 impl<S: SqlStore> Ledger<'_, S> {
-    /// Voids, oldest first and at most `max`, every payment still reserved at or before
-    /// `now_ms - ttl_ms`, with reason [`EXPIRED_REASON`]: a dispatcher that died between
-    /// reserve and settle/void must not leave the payment pending forever. All of one
-    /// sweep's voids land together or not at all.
+    /// Marks `unknown`, oldest first and at most `max`, every payment still reserved at or
+    /// before `now_ms - ttl_ms`, with reason [`EXPIRED_REASON`]: its call is over (the
+    /// dispatcher died between reserve and settle/void, or could not record the outcome),
+    /// and whether it settled is for the chain to say, never for a timer. All of one
+    /// sweep's changes land together or not at all.
     pub fn sweep_expired(
         &mut self,
         now_ms: i64,
@@ -328,31 +504,32 @@ impl<S: SqlStore> Ledger<'_, S> {
             return Err(super::invalid("ttlMs", "must be 0 to now"));
         }
         let cutoff = now_ms - ttl_ms;
-        let voided = self.store.atomically(&mut |s| {
+        // The next due time is read in the same atomic step: a failure after the marks
+        // would otherwise report an error for work that did land.
+        let (marked, oldest) = self.store.atomically(&mut |s| {
             let rows = s.exec(
                 "SELECT payment_key FROM ledger_payments
                  WHERE state = 'reserved' AND reserved_at_ms <= ?
                  ORDER BY reserved_at_ms, payment_key LIMIT ?",
                 &[checked_int(cutoff)?, max.into()],
             )?;
-            let mut voided = 0u64;
+            let mut marked = 0u64;
             for row in &rows {
                 let key = row.text(0)?.to_owned();
-                let applied = void_in(s, &key, EXPIRED_REASON, now_ms)?;
+                let applied = mark_unknown_in(s, &key, EXPIRED_REASON, now_ms)?;
                 debug_assert!(!applied.replayed);
-                voided = inc(voided)?;
+                marked = inc(marked)?;
             }
-            Ok::<u64, LedgerError>(voided)
+            let oldest = s
+                .query_one(
+                    "SELECT MIN(reserved_at_ms) FROM ledger_payments WHERE state = 'reserved'",
+                    &[],
+                )?
+                .opt_int(0)?;
+            Ok::<_, LedgerError>((marked, oldest))
         })?;
-        let oldest = self
-            .store
-            .query_one(
-                "SELECT MIN(reserved_at_ms) FROM ledger_payments WHERE state = 'reserved'",
-                &[],
-            )?
-            .opt_int(0)?;
         Ok(SweepReport {
-            voided,
+            marked_unknown: marked,
             next_due_ms: oldest.map(|at| at.saturating_add(ttl_ms)),
         })
     }
@@ -398,17 +575,18 @@ fn void_in<S: SqlStore>(
     s: &mut S,
     key: &str,
     reason: &str,
+    unknown_too: bool,
     now_ms: i64,
 ) -> Result<Applied<Payment>, LedgerError> {
     let p = load_payment(s, key)?.ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
     match p.state {
         PaymentState::Voided => return replayed(p),
         PaymentState::Settled => return Err(LedgerError::PaymentAlreadySettled),
-        PaymentState::Reserved => {}
+        PaymentState::Unknown if !unknown_too => return Err(LedgerError::PaymentOutcomeUnknown),
+        PaymentState::Reserved | PaymentState::Unknown => {}
     }
     let mut b = Balances::load(s)?;
-    b.reserved_gross = sub(b.reserved_gross, p.gross, "reserved gross")?;
-    b.reserved_count = dec(b.reserved_count, "reserved")?;
+    release(&mut b, &p)?;
     b.voided_count = inc(b.voided_count)?;
 
     let mut e = LedgerEntry::new(EntryKind::PaymentVoided, now_ms, p.gross);
@@ -416,16 +594,20 @@ fn void_in<S: SqlStore>(
     e.reason = Some(reason.to_owned());
     let seq = append(s, &mut b, &e)?;
     let voided = PaymentState::Voided.as_str();
+    let records = Records {
+        open: p.state.as_str(),
+        ..PAYMENTS
+    };
     if !close(
         s,
-        &PAYMENTS,
+        &records,
         key,
         voided,
         ("void_reason", reason),
         now_ms,
         seq,
     )? {
-        return Err(corrupt(format!("payment {key:?} left reserved mid-void")));
+        return Err(corrupt(format!("payment {key:?} left open mid-void")));
     }
     commit(s, &b, reload, key)
 }

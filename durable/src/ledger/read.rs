@@ -81,6 +81,11 @@ pub struct Earnings {
     #[serde(serialize_with = "ser_amount")]
     pub pending: u128,
     pub pending_count: u64,
+    /// Gross of payments whose settlement outcome is unknown until reconciliation asks the
+    /// chain (not in `gross`, not available).
+    #[serde(serialize_with = "ser_amount")]
+    pub unknown: u128,
+    pub unknown_count: u64,
     pub voided_count: u64,
     /// Posted payouts.
     #[serde(serialize_with = "ser_amount")]
@@ -175,6 +180,8 @@ impl<S: SqlStore> Ledger<'_, S> {
             local_count: b.local_count,
             pending: b.reserved_gross,
             pending_count: b.reserved_count,
+            unknown: b.unknown_gross,
+            unknown_count: b.unknown_count,
             voided_count: b.voided_count,
             paid_out: b.payouts_posted,
             paid_out_count: b.payouts_posted_count,
@@ -218,6 +225,24 @@ struct DerivedPayment {
     last_seq: i64,
 }
 
+impl DerivedPayment {
+    fn is_open(&self) -> bool {
+        matches!(self.state, PaymentState::Reserved | PaymentState::Unknown)
+    }
+}
+
+/// Takes an open payment's gross out of its bucket, as the write path does.
+fn release(b: &mut Balances, p: &DerivedPayment) -> Result<(), LedgerError> {
+    if p.state == PaymentState::Unknown {
+        b.unknown_gross = sub(b.unknown_gross, p.gross, "unknown")?;
+        b.unknown_count = dec(b.unknown_count, "unknown")?;
+    } else {
+        b.reserved_gross = sub(b.reserved_gross, p.gross, "reserved")?;
+        b.reserved_count = dec(b.reserved_count, "reserved")?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct DerivedPayout {
     state: PayoutState,
@@ -242,7 +267,10 @@ impl Replay {
         self.b.last_seq = e.seq;
         let b = &mut self.b;
         match e.kind {
-            EntryKind::PaymentReserved | EntryKind::PaymentSettled | EntryKind::PaymentVoided => {
+            EntryKind::PaymentReserved
+            | EntryKind::PaymentSettled
+            | EntryKind::PaymentVoided
+            | EntryKind::PaymentUnknown => {
                 let key = e.payment_key.clone().ok_or_else(|| bad("no payment key"))?;
                 let prev = self.payments.get(&key).copied();
                 let next = match (e.kind, prev) {
@@ -257,14 +285,26 @@ impl Replay {
                             last_seq: e.seq,
                         }
                     }
-                    (EntryKind::PaymentSettled, Some(p)) if p.state == PaymentState::Reserved => {
+                    (EntryKind::PaymentUnknown, Some(p)) if p.state == PaymentState::Reserved => {
+                        if p.gross != e.amount {
+                            return Err(bad("unknown amount disagrees"));
+                        }
+                        release(b, &p)?;
+                        b.unknown_gross = add(b.unknown_gross, e.amount)?;
+                        b.unknown_count = inc(b.unknown_count)?;
+                        DerivedPayment {
+                            state: PaymentState::Unknown,
+                            last_seq: e.seq,
+                            ..p
+                        }
+                    }
+                    (EntryKind::PaymentSettled, Some(p)) if p.is_open() => {
                         let bps = e.fee_bps.ok_or_else(|| bad("no fee_bps"))?;
                         let (fee, net) = split_fee(e.amount, bps)?;
                         if p.gross != e.amount || e.fee != Some(fee) || e.net != Some(net) {
                             return Err(bad("settled amounts disagree"));
                         }
-                        b.reserved_gross = sub(b.reserved_gross, e.amount, "reserved")?;
-                        b.reserved_count = dec(b.reserved_count, "reserved")?;
+                        release(b, &p)?;
                         b.settled_gross = add(b.settled_gross, e.amount)?;
                         b.settled_fee = add(b.settled_fee, fee)?;
                         b.settled_net = add(b.settled_net, net)?;
@@ -288,12 +328,11 @@ impl Replay {
                             ..p
                         }
                     }
-                    (EntryKind::PaymentVoided, Some(p)) if p.state == PaymentState::Reserved => {
+                    (EntryKind::PaymentVoided, Some(p)) if p.is_open() => {
                         if p.gross != e.amount {
                             return Err(bad("voided amount disagrees"));
                         }
-                        b.reserved_gross = sub(b.reserved_gross, e.amount, "reserved")?;
-                        b.reserved_count = dec(b.reserved_count, "reserved")?;
+                        release(b, &p)?;
                         b.voided_count = inc(b.voided_count)?;
                         DerivedPayment {
                             state: PaymentState::Voided,

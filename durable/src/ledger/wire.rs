@@ -6,9 +6,11 @@
 //!
 //! | route | body | success |
 //! |---|---|---|
-//! | `POST /payments/reserve` | `{key, fingerprint, gross}` | 201 payment |
+//! | `POST /payments/reserve` | `{key, fingerprint, gross, network, asset, payer, nonce, validBeforeS, feeBps}` | 201 payment |
 //! | `POST /payments/settle` | `{key, txRef, network, payer, localSettlement, feeBps}` | 200 payment + `replayed` |
 //! | `POST /payments/void` | `{key, reason}` | 200 payment + `replayed` |
+//! | `POST /payments/unknown` | `{key, reason}` | 200 payment + `replayed` (the outcome is for the chain to say) |
+//! | `POST /reconcile` | | 200 report (the object asks the chain: `super::reconcile`) |
 //! | `GET /payments?key=` | | 200 payment |
 //! | `POST /payouts` | `{idempotencyKey, fingerprint, amount, destination}` | 201 payout + `replayed: false`, 200 on replay |
 //! | `GET /payouts/{id}` | | 200 payout |
@@ -34,7 +36,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ledger, Settlement, DEFAULT_DAYS, DEFAULT_PAGE, MAX_DAYS, MAX_PAGE};
+use super::{ChainFacts, Ledger, Settlement, DEFAULT_DAYS, DEFAULT_PAGE, MAX_DAYS, MAX_PAGE};
 use crate::problem::{Code, Problem};
 use crate::store::{SqlStore, MAX_SAFE_INTEGER};
 use crate::tenant::{parse_atomic_amount, Network};
@@ -42,7 +44,7 @@ use crate::tenant::{parse_atomic_amount, Network};
 /// Request bodies are small JSON objects; anything larger is refused unread.
 pub const MAX_BODY_BYTES: usize = 4_096;
 
-/// `POST /payments/reserve`.
+/// `POST /payments/reserve`: the payment, and what the chain needs to decide it later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveRequest {
@@ -50,6 +52,15 @@ pub struct ReserveRequest {
     pub fingerprint: String,
     /// Atomic units, decimal.
     pub gross: String,
+    pub network: Network,
+    pub asset: String,
+    pub payer: String,
+    /// The EIP-3009 nonce, `0x` + 64 hex.
+    pub nonce: String,
+    /// The authorization's `validBefore`, unix seconds.
+    pub valid_before_s: i64,
+    /// The tenant plan's fee, for a settlement booked by reconciliation.
+    pub fee_bps: u32,
 }
 
 /// `POST /payments/settle`.
@@ -64,7 +75,7 @@ pub struct SettleRequest {
     pub fee_bps: u32,
 }
 
-/// `POST /payments/void`.
+/// `POST /payments/void` and `POST /payments/unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VoidRequest {
@@ -174,7 +185,15 @@ pub fn handle<S: SqlStore>(
         ("POST", ["payments", "reserve"]) => {
             let b: ReserveRequest = parse_body(body)?;
             let gross = amount("gross", &b.gross)?;
-            let p = ledger.reserve(&b.key, &b.fingerprint, gross, now_ms)?;
+            let facts = ChainFacts {
+                network: b.network,
+                asset: &b.asset,
+                payer: &b.payer,
+                nonce: &b.nonce,
+                valid_before_s: b.valid_before_s,
+                fee_bps: b.fee_bps,
+            };
+            let p = ledger.reserve_with(&b.key, &b.fingerprint, gross, Some(&facts), now_ms)?;
             Ok((201, to_value(&p)))
         }
         ("POST", ["payments", "settle"]) => {
@@ -185,6 +204,7 @@ pub fn handle<S: SqlStore>(
                 payer: &b.payer,
                 local_settlement: b.local_settlement,
                 fee_bps: b.fee_bps,
+                reason: None,
             };
             let applied = ledger.settle(&b.key, &settlement, now_ms)?;
             Ok((200, to_value(&applied)))
@@ -192,6 +212,11 @@ pub fn handle<S: SqlStore>(
         ("POST", ["payments", "void"]) => {
             let b: VoidRequest = parse_body(body)?;
             Ok((200, to_value(&ledger.void(&b.key, &b.reason, now_ms)?)))
+        }
+        ("POST", ["payments", "unknown"]) => {
+            let b: VoidRequest = parse_body(body)?;
+            let applied = ledger.mark_unknown(&b.key, &b.reason, now_ms)?;
+            Ok((200, to_value(&applied)))
         }
         ("GET", ["payments"]) => {
             let key = query

@@ -25,6 +25,7 @@ fn settlement(tx: &str, fee_bps: u32) -> Settlement<'_> {
         payer: PAYER_A,
         local_settlement: false,
         fee_bps,
+        reason: None,
     }
 }
 
@@ -46,6 +47,7 @@ fn state_of<S: SqlStore>(l: &mut Ledger<'_, S>, key: &str) -> PaymentState {
     l.payment(key).unwrap().unwrap().state
 }
 
+mod chain;
 mod invariants;
 mod model;
 mod payments;

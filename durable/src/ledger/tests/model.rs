@@ -37,6 +37,21 @@ enum Op {
         which: u8,
         reason: u8,
     },
+    /// The dispatcher sent a settlement and got no usable answer.
+    MarkUnknown {
+        key: u8,
+    },
+    /// The alarm's sweep: reservations at least `ttl_ms` old become unknown.
+    Sweep {
+        ttl_ms: i64,
+    },
+    /// The reconciler books what the chain says about one payment.
+    Chain {
+        key: u8,
+        used: bool,
+        tx: u8,
+        expired: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +75,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(key, tamper, amount, dest)| Op::CreatePayout { key, tamper, amount, dest }),
         2 => (0u8..8, 0u8..2).prop_map(|(which, tx)| Op::PostPayout { which, tx }),
         1 => (0u8..8, 0u8..2).prop_map(|(which, reason)| Op::VoidPayout { which, reason }),
+        1 => (0u8..6).prop_map(|key| Op::MarkUnknown { key }),
+        1 => prop_oneof![Just(0), Just(DAY_MS), Just(3 * DAY_MS)]
+            .prop_map(|ttl_ms| Op::Sweep { ttl_ms }),
+        2 => (0u8..6, any::<bool>(), 0u8..2, any::<bool>())
+            .prop_map(|(key, used, tx, expired)| Op::Chain { key, used, tx, expired }),
     ]
 }
 
@@ -94,6 +114,11 @@ enum Outcome {
         amount: u128,
         replayed: bool,
     },
+    Swept(u64),
+    /// The chain could not decide it yet.
+    Waiting,
+    /// Not open (settled, voided or unknown to the ledger): nothing to reconcile.
+    NotOpen,
     Failed(&'static str),
 }
 
@@ -116,6 +141,16 @@ fn of_payout(p: &Payout, replayed: bool) -> Outcome {
     }
 }
 
+fn of_payment_model(p: &MPayment, replayed: bool) -> Outcome {
+    Outcome::Payment {
+        state: p.state,
+        gross: p.gross,
+        fee: p.fee,
+        net: p.net,
+        replayed,
+    }
+}
+
 #[derive(Debug, Clone)]
 struct MPayment {
     fingerprint: String,
@@ -125,7 +160,11 @@ struct MPayment {
     settled: Option<(String, String, bool, u32)>,
     fee: Option<u128>,
     net: Option<u128>,
+    reserved_at: i64,
 }
+
+/// What reconciliation books a payment with: the facts [`run`] reserves with.
+const CHAIN_FEE_BPS: u32 = 500;
 
 #[derive(Debug, Clone)]
 struct MPayout {
@@ -146,6 +185,8 @@ struct Model {
     payouts: Vec<MPayout>,
     reserved: u128,
     reserved_count: u64,
+    unknown: u128,
+    unknown_count: u64,
     gross: u128,
     fee: u128,
     net: u128,
@@ -212,6 +253,63 @@ impl Model {
         }
     }
 
+    /// Takes an open payment's gross out of its bucket.
+    fn release(&mut self, state: PaymentState, gross: u128) {
+        if state == PaymentState::Unknown {
+            self.unknown -= gross;
+            self.unknown_count -= 1;
+        } else {
+            self.reserved -= gross;
+            self.reserved_count -= 1;
+        }
+    }
+
+    /// A settlement of `key` with (tx, payer, local, bps), from its own call or the chain.
+    fn settle(&mut self, key: &str, wanted: (String, String, bool, u32), now: i64) -> Outcome {
+        use Outcome::Failed;
+        let tx_ref = wanted.0.clone();
+        let local = wanted.2;
+        let reused = !local
+            && self
+                .payments
+                .iter()
+                .any(|(k, p)| k != key && p.settled.as_ref().is_some_and(|s| s.0 == tx_ref));
+        let Some(p) = self.payments.get_mut(key) else {
+            return Failed("payment_not_found");
+        };
+        match p.state {
+            PaymentState::Voided => return Failed("payment_already_voided"),
+            PaymentState::Settled if p.settled.as_ref() == Some(&wanted) => {
+                return of_payment_model(p, true)
+            }
+            PaymentState::Settled => return Failed("settlement_conflict"),
+            PaymentState::Reserved | PaymentState::Unknown => {}
+        }
+        if reused {
+            return Failed("transaction_already_recorded");
+        }
+        let fee = model_fee(p.gross, wanted.3);
+        let net = p.gross - fee;
+        let (state, gross) = (p.state, p.gross);
+        p.state = PaymentState::Settled;
+        p.settled = Some(wanted);
+        p.fee = Some(fee);
+        p.net = Some(net);
+        self.release(state, gross);
+        self.seq += 1;
+        self.gross += gross;
+        self.fee += fee;
+        self.net += net;
+        self.settled_count += 1;
+        if local {
+            self.local_net += net;
+            self.local_count += 1;
+        }
+        let d = self.days.entry(now / DAY_MS).or_default();
+        *d = (d.0 + gross, d.1 + fee, d.2 + net, d.3 + 1);
+        of_payment_model(&self.payments[key], false)
+    }
+
     fn apply(&mut self, op: &Op, now: i64) -> Outcome {
         use Outcome::Failed;
         match op {
@@ -226,12 +324,14 @@ impl Model {
                         PaymentState::Reserved => "payment_in_flight",
                         PaymentState::Settled => "payment_already_settled",
                         PaymentState::Voided => "payment_already_voided",
+                        PaymentState::Unknown => "payment_outcome_unknown",
                     });
                 }
                 let fits = self
                     .reserved
                     .checked_add(*gross)
-                    .and_then(|r| r.checked_add(self.gross));
+                    .and_then(|r| r.checked_add(self.gross))
+                    .and_then(|r| r.checked_add(self.unknown));
                 if fits.is_none() {
                     return Failed("amount_overflow");
                 }
@@ -245,6 +345,7 @@ impl Model {
                     settled: None,
                     fee: None,
                     net: None,
+                    reserved_at: now,
                 };
                 self.payments.insert(key, p);
                 Outcome::Payment {
@@ -264,58 +365,8 @@ impl Model {
             } => {
                 let key = format!("pay-{key}");
                 let tx_ref = self.tx_ref(&key, *tx, *local);
-                let wanted = (tx_ref.clone(), payer(*who).to_owned(), *local, *bps);
-                let reused = !*local
-                    && self.payments.iter().any(|(k, p)| {
-                        *k != key && p.settled.as_ref().is_some_and(|s| s.0 == tx_ref)
-                    });
-                let Some(p) = self.payments.get_mut(&key) else {
-                    return Failed("payment_not_found");
-                };
-                match p.state {
-                    PaymentState::Voided => return Failed("payment_already_voided"),
-                    PaymentState::Settled if p.settled.as_ref() == Some(&wanted) => {
-                        return Outcome::Payment {
-                            state: p.state,
-                            gross: p.gross,
-                            fee: p.fee,
-                            net: p.net,
-                            replayed: true,
-                        }
-                    }
-                    PaymentState::Settled => return Failed("settlement_conflict"),
-                    PaymentState::Reserved => {}
-                }
-                if reused {
-                    return Failed("transaction_already_recorded");
-                }
-                let fee = model_fee(p.gross, *bps);
-                let net = p.gross - fee;
-                p.state = PaymentState::Settled;
-                p.settled = Some(wanted);
-                p.fee = Some(fee);
-                p.net = Some(net);
-                let gross = p.gross;
-                self.seq += 1;
-                self.reserved -= gross;
-                self.reserved_count -= 1;
-                self.gross += gross;
-                self.fee += fee;
-                self.net += net;
-                self.settled_count += 1;
-                if *local {
-                    self.local_net += net;
-                    self.local_count += 1;
-                }
-                let d = self.days.entry(now / DAY_MS).or_default();
-                *d = (d.0 + gross, d.1 + fee, d.2 + net, d.3 + 1);
-                Outcome::Payment {
-                    state: PaymentState::Settled,
-                    gross,
-                    fee: Some(fee),
-                    net: Some(net),
-                    replayed: false,
-                }
+                let wanted = (tx_ref, payer(*who).to_owned(), *local, *bps);
+                self.settle(&key, wanted, now)
             }
             Op::Void { key, .. } => {
                 let key = format!("pay-{key}");
@@ -324,19 +375,20 @@ impl Model {
                 };
                 let replayed = match p.state {
                     PaymentState::Settled => return Failed("payment_already_settled"),
+                    PaymentState::Unknown => return Failed("payment_outcome_unknown"),
                     PaymentState::Voided => true,
                     PaymentState::Reserved => false,
                 };
+                let (state, gross) = (p.state, p.gross);
                 if !replayed {
                     p.state = PaymentState::Voided;
+                    self.release(state, gross);
                     self.seq += 1;
-                    self.reserved -= p.gross;
-                    self.reserved_count -= 1;
                     self.voided_count += 1;
                 }
                 Outcome::Payment {
                     state: PaymentState::Voided,
-                    gross: p.gross,
+                    gross,
                     fee: None,
                     net: None,
                     replayed,
@@ -413,6 +465,82 @@ impl Model {
                     replayed,
                 }
             }
+            Op::MarkUnknown { key } => {
+                let key = format!("pay-{key}");
+                let Some(p) = self.payments.get_mut(&key) else {
+                    return Failed("payment_not_found");
+                };
+                let replayed = match p.state {
+                    PaymentState::Settled => return Failed("payment_already_settled"),
+                    PaymentState::Voided => return Failed("payment_already_voided"),
+                    PaymentState::Unknown => true,
+                    PaymentState::Reserved => false,
+                };
+                if !replayed {
+                    p.state = PaymentState::Unknown;
+                    let gross = p.gross;
+                    self.seq += 1;
+                    self.release(PaymentState::Reserved, gross);
+                    self.unknown += gross;
+                    self.unknown_count += 1;
+                }
+                let p = &self.payments[&key];
+                of_payment_model(p, replayed)
+            }
+            Op::Sweep { ttl_ms } => {
+                let due: Vec<String> = self
+                    .payments
+                    .iter()
+                    .filter(|(_, p)| {
+                        p.state == PaymentState::Reserved && p.reserved_at <= now - ttl_ms
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in &due {
+                    let gross = self.payments[key].gross;
+                    if let Some(p) = self.payments.get_mut(key) {
+                        p.state = PaymentState::Unknown;
+                    }
+                    self.seq += 1;
+                    self.release(PaymentState::Reserved, gross);
+                    self.unknown += gross;
+                    self.unknown_count += 1;
+                }
+                Outcome::Swept(due.len() as u64)
+            }
+            Op::Chain {
+                key,
+                used,
+                tx,
+                expired,
+            } => {
+                let key = format!("pay-{key}");
+                let open = self.payments.get(&key).is_some_and(|p| {
+                    matches!(p.state, PaymentState::Reserved | PaymentState::Unknown)
+                });
+                if !open {
+                    return Outcome::NotOpen;
+                }
+                if *used {
+                    let wanted = (
+                        format!("0xtx{tx}"),
+                        PAYER_A.to_owned(),
+                        false,
+                        CHAIN_FEE_BPS,
+                    );
+                    self.settle(&key, wanted, now)
+                } else if *expired {
+                    let p = self.payments.get_mut(&key).expect("open");
+                    let (state, gross) = (p.state, p.gross);
+                    p.state = PaymentState::Voided;
+                    self.release(state, gross);
+                    self.seq += 1;
+                    self.voided_count += 1;
+                    of_payment_model(&self.payments[&key], false)
+                } else {
+                    Outcome::Waiting
+                }
+            }
             Op::VoidPayout { which, .. } => {
                 let id = self.payout_id(*which);
                 let Some(p) = self.payouts.iter_mut().find(|p| p.id == id) else {
@@ -446,9 +574,30 @@ fn run<S: SqlStore>(l: &mut Ledger<'_, S>, m: &Model, op: &Op, now: i64) -> Outc
     let r = match op {
         Op::Reserve { key, tamper, gross } => {
             let fp = format!("{}{gross}", if *tamper { "t" } else { "f" });
-            l.reserve(&format!("pay-{key}"), &fp, *gross, now)
+            let nonce = format!("0x{:064x}", key);
+            let facts = ChainFacts {
+                network: Network::BaseSepolia,
+                asset: USDC,
+                payer: PAYER_A,
+                nonce: &nonce,
+                valid_before_s: now / 1_000 + 300,
+                fee_bps: CHAIN_FEE_BPS,
+            };
+            l.reserve_with(&format!("pay-{key}"), &fp, *gross, Some(&facts), now)
                 .map(|p| of_payment(&p, false))
         }
+        Op::MarkUnknown { key } => l
+            .mark_unknown(&format!("pay-{key}"), "settle timed out", now)
+            .map(|a| of_payment(&a.record, a.replayed)),
+        Op::Sweep { ttl_ms } => l
+            .sweep_expired(now, *ttl_ms, SWEEP_BATCH)
+            .map(|r| Outcome::Swept(r.marked_unknown)),
+        Op::Chain {
+            key,
+            used,
+            tx,
+            expired,
+        } => chain(l, *key, *used, *tx, *expired, now),
         Op::Settle {
             key,
             tx,
@@ -463,6 +612,7 @@ fn run<S: SqlStore>(l: &mut Ledger<'_, S>, m: &Model, op: &Op, now: i64) -> Outc
                 payer: payer(*who),
                 local_settlement: *local,
                 fee_bps: *bps,
+                reason: None,
             };
             l.settle(&format!("pay-{key}"), &s, now)
                 .map(|a| of_payment(&a.record, a.replayed))
@@ -493,6 +643,51 @@ fn run<S: SqlStore>(l: &mut Ledger<'_, S>, m: &Model, op: &Op, now: i64) -> Outc
     }
 }
 
+const USDC: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+
+/// The reconciler's step for one payment, with the chain's answer made up by the op.
+fn chain<S: SqlStore>(
+    l: &mut Ledger<'_, S>,
+    key: u8,
+    used: bool,
+    tx: u8,
+    expired: bool,
+    now: i64,
+) -> Result<Outcome, LedgerError> {
+    let key = format!("pay-{key}");
+    let pending = l.pending_payments(true, 1_000)?;
+    let Some(p) = pending.iter().find(|p| p.key == key) else {
+        return Ok(Outcome::NotOpen);
+    };
+    let answer = if used {
+        reconcile::ChainAnswer::Used {
+            tx: Some(format!("0xtx{tx}")),
+        }
+    } else {
+        let before = p.valid_before_s.expect("reserved with facts");
+        reconcile::ChainAnswer::Unused {
+            chain_time_s: if expired { before + 1 } else { before },
+        }
+    };
+    // Derived from the answer alone: a read after the write would be one more statement
+    // for the crash injection to land on.
+    let (state, fee, net) = match l.apply_chain_answer(p, &answer, now)? {
+        reconcile::Outcome::Waiting { .. } => return Ok(Outcome::Waiting),
+        reconcile::Outcome::Voided => (PaymentState::Voided, None, None),
+        reconcile::Outcome::Settled { .. } => {
+            let (fee, net) = split_fee(p.gross, CHAIN_FEE_BPS)?;
+            (PaymentState::Settled, Some(fee), Some(net))
+        }
+    };
+    Ok(Outcome::Payment {
+        state,
+        gross: p.gross,
+        fee,
+        net,
+        replayed: false,
+    })
+}
+
 /// Every invariant, checked on the real ledger and against the model.
 fn check_all(db: &mut Faulty, m: &Model, page: u32) -> Result<(), TestCaseError> {
     let mut l = Ledger::open(db).unwrap();
@@ -517,6 +712,7 @@ fn check_all(db: &mut Faulty, m: &Model, page: u32) -> Result<(), TestCaseError>
         (e.pending, e.pending_count, e.voided_count),
         (m.reserved, m.reserved_count, m.voided_count)
     );
+    prop_assert_eq!((e.unknown, e.unknown_count), (m.unknown, m.unknown_count));
     prop_assert_eq!(
         (e.payouts_pending, e.payouts_pending_count),
         (m.pending, m.pending_count)

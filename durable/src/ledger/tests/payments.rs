@@ -167,6 +167,7 @@ fn settlement_references_are_recorded_and_payer_normalized() {
         payer: upper,
         local_settlement: true,
         fee_bps: 1_000,
+        reason: None,
     };
     let p = l.settle("k", &s, T0).unwrap().record;
     assert_eq!(
@@ -249,6 +250,7 @@ fn local_settlements_are_keyed_by_the_payment_fingerprint() {
         payer: PAYER_A,
         local_settlement: true,
         fee_bps: 1_000,
+        reason: None,
     };
     // A local settlement must carry its own payment's fingerprint ...
     refused(l.settle("k1", &local("local:fpB"), T0), "invalid_field");

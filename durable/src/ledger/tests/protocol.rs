@@ -25,7 +25,10 @@ fn call(db: &mut MemSql, method: &str, path: &str, body: Value) -> (u16, Value) 
 }
 
 fn reserve_body(key: &str, fp: &str, gross: &str) -> Value {
-    json!({"key": key, "fingerprint": fp, "gross": gross})
+    json!({"key": key, "fingerprint": fp, "gross": gross, "network": "eip155:84532",
+           "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "payer": PAYER_B,
+           "nonce": format!("0x{}", "ab".repeat(32)), "validBeforeS": 1_700_000_300,
+           "feeBps": 1000})
 }
 
 fn settle_body(key: &str, tx: &str) -> Value {
@@ -138,8 +141,89 @@ fn protocol_payments() {
         ],
     );
 
+    // What reconciliation needs is recorded at reserve time, checked.
     let (s, v) = call(&mut db, "GET", "/payments?key=k", Value::Null);
     assert_eq!((s, v["txRef"].as_str()), (200, Some("0xabc")));
+    assert_eq!(
+        (
+            v["asset"].as_str(),
+            v["nonce"].as_str(),
+            v["validBeforeS"].as_i64()
+        ),
+        (
+            Some("0x036cbd53842c5426634e7929541ec2318f3dcf7e"),
+            Some(format!("0x{}", "ab".repeat(32)).as_str()),
+            Some(1_700_000_300)
+        )
+    );
+    let with = |k: &str, field: &str, value: Value| {
+        let mut b = reserve_body(k, "fp", "5");
+        b[field] = value;
+        b
+    };
+    let unknown = |key: &str| json!({"key": key, "reason": "settle timed out"});
+    expect_all(
+        &mut db,
+        vec![
+            (
+                "POST",
+                RESERVE,
+                with("n1", "nonce", json!("0x12")),
+                400,
+                "invalid_field",
+                "nonce",
+            ),
+            (
+                "POST",
+                RESERVE,
+                with("n2", "asset", json!("usdc")),
+                400,
+                "invalid_field",
+                "asset",
+            ),
+            (
+                "POST",
+                RESERVE,
+                with("n3", "feeBps", json!(10_001)),
+                400,
+                "invalid_field",
+                "feeBps",
+            ),
+            (
+                "POST",
+                RESERVE,
+                with("n4", "validBeforeS", json!(-1)),
+                400,
+                "invalid_field",
+                "validBeforeS",
+            ),
+            ("POST", RESERVE, with("u", "gross", json!("5")), 201, "", ""),
+            // An unknown outcome: only the chain can decide it; its own call cannot void it.
+            ("POST", "/payments/unknown", unknown("u"), 200, "", ""),
+            ("POST", VOID, void("u"), 409, "payment_outcome_unknown", ""),
+            (
+                "POST",
+                RESERVE,
+                with("u", "gross", json!("5")),
+                409,
+                "payment_outcome_unknown",
+                "",
+            ),
+            (
+                "POST",
+                "/payments/unknown",
+                unknown("k"),
+                409,
+                "payment_already_settled",
+                "",
+            ),
+        ],
+    );
+    let (s, v) = call(&mut db, "POST", "/payments/unknown", unknown("u"));
+    assert_eq!(
+        (s, v["state"].as_str(), v["replayed"].as_bool()),
+        (200, Some("unknown"), Some(true))
+    );
     expect_all(
         &mut db,
         vec![

@@ -6,7 +6,7 @@ use super::*;
 // The reservation sweep
 
 #[test]
-fn the_sweep_voids_only_expired_reservations() {
+fn the_sweep_marks_only_overdue_reservations_unknown_and_voids_nothing() {
     let ttl = RESERVATION_TTL_MS;
     let mut db = MemSql::new();
     let mut l = Ledger::open(&mut db).unwrap();
@@ -14,7 +14,7 @@ fn the_sweep_voids_only_expired_reservations() {
     assert_eq!(
         empty,
         SweepReport {
-            voided: 0,
+            marked_unknown: 0,
             next_due_ms: None
         }
     );
@@ -29,7 +29,7 @@ fn the_sweep_voids_only_expired_reservations() {
     assert_eq!(
         r,
         SweepReport {
-            voided: 0,
+            marked_unknown: 0,
             next_due_ms: Some(T0 + ttl)
         }
     );
@@ -38,22 +38,39 @@ fn the_sweep_voids_only_expired_reservations() {
     assert_eq!(
         r,
         SweepReport {
-            voided: 1,
+            marked_unknown: 1,
             next_due_ms: Some(T0 + 60_000 + ttl)
         }
     );
     let old = l.payment("old").unwrap().unwrap();
-    assert_eq!(old.state, PaymentState::Voided);
-    assert_eq!(old.void_reason.as_deref(), Some(EXPIRED_REASON));
+    assert_eq!(old.state, PaymentState::Unknown);
+    assert_eq!(old.unknown_reason.as_deref(), Some(EXPIRED_REASON));
     assert_eq!(state_of(&mut l, "settled"), PaymentState::Settled);
     assert_eq!(state_of(&mut l, "young"), PaymentState::Reserved);
-    // A late settle of a swept payment is refused: it can never count twice.
-    refused(
-        l.settle("old", &settlement("0xlate", 0), T0),
-        "payment_already_voided",
+    let e = l.earnings(1).unwrap();
+    assert_eq!(
+        (
+            e.pending,
+            e.pending_count,
+            e.unknown,
+            e.unknown_count,
+            e.voided_count
+        ),
+        (100, 1, 100, 1, 0)
+    );
+    // Its own call cannot void it any more (only the chain can), and a second sweep
+    // leaves it alone.
+    refused(l.void("old", "late", T0 + ttl), "payment_outcome_unknown");
+    let again = l.sweep_expired(T0 + ttl, ttl, SWEEP_BATCH).unwrap();
+    assert_eq!(again.marked_unknown, 0);
+    // A late settlement with a transaction books it, once.
+    let late = l.settle("old", &settlement("0xlate", 0), T0 + ttl).unwrap();
+    assert_eq!(
+        (late.record.state, late.replayed),
+        (PaymentState::Settled, false)
     );
     let e = l.earnings(1).unwrap();
-    assert_eq!((e.pending, e.pending_count, e.voided_count), (100, 1, 1));
+    assert_eq!((e.unknown_count, e.settled_count, e.gross), (0, 2, 200));
     l.audit().unwrap();
 
     refused(l.sweep_expired(T0, -1, 10), "invalid_field");
@@ -69,12 +86,12 @@ fn the_sweep_works_in_batches_and_is_atomic() {
     let later = T0 + RESERVATION_TTL_MS + 10;
     let r = l.sweep_expired(later, RESERVATION_TTL_MS, 2).unwrap();
     // Two voided, the rest already due: the alarm runs again at once.
-    assert_eq!(r.voided, 2);
+    assert_eq!(r.marked_unknown, 2);
     assert_eq!(r.next_due_ms, Some(T0 + 2 + RESERVATION_TTL_MS));
-    assert_eq!(state_of(&mut l, "k0"), PaymentState::Voided);
+    assert_eq!(state_of(&mut l, "k0"), PaymentState::Unknown);
     assert_eq!(state_of(&mut l, "k2"), PaymentState::Reserved);
 
-    // A crash mid-sweep leaves nothing half voided.
+    // A crash mid-sweep leaves nothing half marked.
     let before = snapshot(&mut db);
     let mut l = Ledger::open(&mut db).unwrap();
     fault.tripped.set(false);
@@ -93,7 +110,7 @@ fn the_sweep_works_in_batches_and_is_atomic() {
     assert_eq!(
         r,
         SweepReport {
-            voided: 3,
+            marked_unknown: 3,
             next_due_ms: None
         }
     );
@@ -101,10 +118,11 @@ fn the_sweep_works_in_batches_and_is_atomic() {
 }
 
 proptest! {
-    /// Whatever mix of reservations, settlements and ages: a sweep voids exactly the
-    /// reservations at or past the TTL, touches nothing else, and the books still audit.
+    /// Whatever mix of reservations, settlements and ages: a sweep marks exactly the
+    /// reservations at or past the TTL unknown, touches nothing else, and the books still
+    /// audit.
     #[test]
-    fn sweeping_voids_exactly_the_expired(
+    fn sweeping_marks_exactly_the_overdue(
         ages in proptest::collection::vec((0i64..(2 * RESERVATION_TTL_MS), any::<bool>()), 1..40),
     ) {
         let mut db = MemSql::new();
@@ -126,7 +144,7 @@ proptest! {
                 PaymentState::Settled
             } else if *age >= RESERVATION_TTL_MS {
                 expired += 1;
-                PaymentState::Voided
+                PaymentState::Unknown
             } else {
                 let at = now - age;
                 oldest_open = Some(oldest_open.map_or(at, |o| o.min(at)));
@@ -134,7 +152,7 @@ proptest! {
             };
             prop_assert_eq!(p.state, want);
         }
-        prop_assert_eq!(r.voided, expired);
+        prop_assert_eq!(r.marked_unknown, expired);
         prop_assert_eq!(r.next_due_ms, oldest_open.map(|o| o + RESERVATION_TTL_MS));
         l.audit().unwrap();
     }
