@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import { wrapFetchWithPayment as wrapV2, x402Client, decodePaymentResponseHeader } from "@x402/fetch";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { wrapFetchWithPayment as wrapV1, decodeXPaymentResponse } from "x402-fetch";
-import { createWalletClient, http } from "viem";
+import { createWalletClient, http, parseSignature, hexToBigInt, toHex, hashDomain, getTypesForEIP712Domain } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { startPlatform, admin, getJson } from "./harness.mjs";
 import { startChainAndFacilitator } from "../../scripts/local/payments.mjs";
-import { localChain } from "../../scripts/local/chain.mjs";
+import { startChain, localChain } from "../../scripts/local/chain.mjs";
+import { randomNonce } from "./x402_client.mjs";
 
 const PAYOUT_TOKEN = "chain-payout-token";
 const PRICE = 2500n; // atomic units (0.0025 ClawUSD)
@@ -174,5 +175,100 @@ describe("paid calls settle on a real local chain", () => {
     const entry = (await settledOf(p.url)).find((e) => e.txRef === rc.transaction);
     assert.ok(entry, "and in the ledger");
     assert.equal(entry.amount, PRICE.toString());
+  });
+});
+
+describe("ClawUSD, the local EIP-3009 token", () => {
+  let chain;
+  before(async () => {
+    chain = await startChain();
+  });
+  after(async () => {
+    await chain?.stop();
+  });
+
+  const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+  const domain = () => ({ name: "USDC", version: "2", chainId: chain.chainId, verifyingContract: chain.token });
+  const authTypes = (primaryType) => ({
+    [primaryType]: [
+      { name: "from", type: "address" },
+      { name: "to", type: "address" },
+      { name: "value", type: "uint256" },
+      { name: "validAfter", type: "uint256" },
+      { name: "validBefore", type: "uint256" },
+      { name: "nonce", type: "bytes32" },
+    ],
+  });
+  async function signed(primaryType = "TransferWithAuthorization", o = {}) {
+    const payer = o.payer ?? chain.accounts.payers[2];
+    const nowS = BigInt(Math.floor(Date.now() / 1000));
+    const message = {
+      from: payer.address,
+      to: o.to ?? chain.accounts.creator.address,
+      value: 7n,
+      validAfter: nowS - 60n,
+      validBefore: nowS + 600n,
+      nonce: randomNonce(),
+    };
+    const signature = await payer.account.signTypedData({ domain: domain(), types: authTypes(primaryType), primaryType, message });
+    return { message, signature, ...parseSignature(signature) };
+  }
+  const args = (m) => [m.from, m.to, m.value, m.validAfter, m.validBefore, m.nonce];
+  const write = (key, functionName, a) =>
+    chain.walletClient(key).writeContract({ address: chain.token, abi: chain.tokenAbi, functionName, args: a });
+  const simulate = (account, functionName, a) =>
+    chain.publicClient.simulateContract({ account, address: chain.token, abi: chain.tokenAbi, functionName, args: a });
+
+  test("domain, metadata and Multicall3 as the facilitator expects them", async () => {
+    const read = (functionName) => chain.publicClient.readContract({ address: chain.token, abi: chain.tokenAbi, functionName });
+    assert.deepEqual([await read("name"), await read("version"), await read("decimals")], ["USDC", "2", 6]);
+    assert.equal(await read("DOMAIN_SEPARATOR"), hashDomain({ domain: domain(), types: { EIP712Domain: getTypesForEIP712Domain({ domain: domain() }) } }));
+    const code = await chain.publicClient.getCode({ address: chain.multicall });
+    assert.ok(code && code.length > 2, "Multicall3 code is in place");
+  });
+
+  test("a high-s twin of a valid signature is refused; the valid one and the bytes form work once", async () => {
+    const facilitator = chain.accounts.facilitator;
+    const a = await signed();
+    const highS = toHex(SECP256K1_N - hexToBigInt(a.s), { size: 32 });
+    const flippedV = a.v === 27n ? 28 : 27;
+    await assert.rejects(simulate(facilitator.account, "transferWithAuthorization", [...args(a.message), flippedV, a.r, highS]), /invalid signature 's' value/);
+    const before = await chain.balanceOf(a.message.to);
+    await write(facilitator.privateKey, "transferWithAuthorization", [...args(a.message), Number(a.v), a.r, a.s]);
+    assert.equal((await chain.balanceOf(a.message.to)) - before, 7n);
+    assert.equal(await chain.authorizationState(a.message.from, a.message.nonce), true);
+    await assert.rejects(simulate(facilitator.account, "transferWithAuthorization", [...args(a.message), Number(a.v), a.r, a.s]), /authorization is used/);
+    // The 65-byte signature overload.
+    const b = await signed();
+    await write(facilitator.privateKey, "transferWithAuthorization", [...args(b.message), b.signature]);
+    assert.equal(await chain.authorizationState(b.message.from, b.message.nonce), true);
+    // Signed by someone else than `from`.
+    const c = await signed("TransferWithAuthorization", { payer: chain.accounts.payers[1] });
+    await assert.rejects(
+      simulate(facilitator.account, "transferWithAuthorization", [chain.accounts.payers[2].address, ...args(c.message).slice(1), Number(c.v), c.r, c.s]),
+      /invalid signature/,
+    );
+  });
+
+  test("cancelAuthorization spends a nonce; receiveWithAuthorization is for the payee only", async () => {
+    const payer = chain.accounts.payers[2];
+    const a = await signed();
+    const cancel = await payer.account.signTypedData({
+      domain: domain(),
+      types: { CancelAuthorization: [{ name: "authorizer", type: "address" }, { name: "nonce", type: "bytes32" }] },
+      primaryType: "CancelAuthorization",
+      message: { authorizer: payer.address, nonce: a.message.nonce },
+    });
+    const cs = parseSignature(cancel);
+    await write(chain.accounts.facilitator.privateKey, "cancelAuthorization", [payer.address, a.message.nonce, Number(cs.v), cs.r, cs.s]);
+    assert.equal(await chain.authorizationState(payer.address, a.message.nonce), true);
+    await assert.rejects(simulate(chain.accounts.facilitator.account, "transferWithAuthorization", [...args(a.message), Number(a.v), a.r, a.s]), /authorization is used/);
+
+    const r = await signed("ReceiveWithAuthorization");
+    const rArgs = [...args(r.message), Number(r.v), r.r, r.s];
+    await assert.rejects(simulate(chain.accounts.facilitator.account, "receiveWithAuthorization", rArgs), /caller must be the payee/);
+    const before = await chain.balanceOf(r.message.to);
+    await write(chain.accounts.creator.privateKey, "receiveWithAuthorization", rArgs);
+    assert.equal((await chain.balanceOf(r.message.to)) - before, 7n);
   });
 });
