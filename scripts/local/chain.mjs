@@ -10,7 +10,8 @@
 // Accounts are anvil's deterministic development keys (public knowledge, local use only):
 //   0 deployer   deploys ClawUSD and is its only minter
 //   1 facilitator  the facilitator's gas account: sends transferWithAuthorization
-//   2 treasury   the platform treasury: payouts to creators are sent from here
+//   2 treasury   the platform treasury: payouts to creators are sent from here (minted
+//                PAYER_FUNDS_ATOMIC ClawUSD like the payers, and topped up the same way)
 //   3 creator    the demo creator's payTo (receives payments)
 //   4, 5, 6 payers  each minted PAYER_FUNDS_ATOMIC ClawUSD (1,000,000 tokens)
 //
@@ -165,7 +166,7 @@ export function localChain(chainId, rpcUrl) {
 
 /**
  * Starts anvil with ClawUSD deployed (or found again in `statePath`), Multicall3 code in
- * place and the payers funded. Returns
+ * place and the payers and the treasury funded. Returns
  *   { rpcUrl, chainId, network: "eip155:<id>", token, multicall, accounts, pid,
  *     publicClient, walletClient(key), balanceOf(addr), authorizationState(addr, nonce),
  *     transfersTo(addr, {fromBlock}), mint(to, atomic), tokenRequirementsExtra, stop() }
@@ -233,9 +234,10 @@ export async function startChain({ port = 0, host = "127.0.0.1", chainId = DEFAU
     const balanceOf = (address) =>
       publicClient.readContract({ address: token, abi: tokenAbi, functionName: "balanceOf", args: [address] });
 
-    // Fund the payers: sends in a row with explicit nonces, then wait for every receipt.
+    // Fund the payers and the treasury: sends in a row with explicit nonces, then wait for
+    // every receipt.
     const mints = [];
-    for (const p of ACCOUNTS.payers) {
+    for (const p of [...ACCOUNTS.payers, ACCOUNTS.treasury]) {
       const balance = fresh ? 0n : await balanceOf(p.address);
       if (balance < PAYER_TOP_UP_BELOW_ATOMIC) mints.push([p.address, PAYER_FUNDS_ATOMIC - balance]);
     }
