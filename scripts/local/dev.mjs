@@ -107,7 +107,14 @@ ${
 }
   curl -s -H 'authorization: Bearer ${DEV_PAYOUT_TOKEN}' "${u}/__platform/ledger/demo-paid/entries?after=0"
   curl -s -H 'authorization: Bearer ${DEV_OPERATOR_TOKEN}' ${u}/__platform/earnings
-  PLATFORM_PAYOUT_TOKEN=${DEV_PAYOUT_TOKEN} scripts/payout-job --base ${u} --tenant demo-paid=0x3333333333333333333333333333333333333333
+${
+  payments
+    ? `  PLATFORM_PAYOUT_TOKEN=${DEV_PAYOUT_TOKEN} PAYOUT_RPC_URL=${payments.chain.rpcUrl} PAYOUT_TOKEN_ADDRESS=${payments.token} \\
+  PAYOUT_TREASURY_KEY=${payments.accounts.treasury.privateKey} \\
+    scripts/payout-job --base ${u} --tenant demo-paid=0x3333333333333333333333333333333333333333
+                                               # pays demo-paid's available balance from the treasury, on chain, once`
+    : `  PLATFORM_PAYOUT_TOKEN=${DEV_PAYOUT_TOKEN} scripts/payout-job --simulate --base ${u} --tenant demo-paid=0x3333333333333333333333333333333333333333`
+}
 
 Ctrl-C stops it.`);
 
