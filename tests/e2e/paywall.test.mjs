@@ -447,7 +447,7 @@ describe("facilitator (stand-in on loopback)", () => {
     const r = await pay(url(), 2, { account: other, from: payer.address });
     assert.equal(r.status, 402, r.text);
     assert.equal(r.json.error, "payment_verification_failed");
-    assert.match(r.json.detail, /invalid_exact_evm_payload_signature/);
+    assert.match(r.json.detail, /invalid_exact_evm_signature/);
     assert.deepEqual(paths(), ["/verify"]);
     assert.equal((await entriesOf(p.url, "paid", r.nonce)).length, 0);
   });
@@ -480,7 +480,7 @@ describe("facilitator (stand-in on loopback)", () => {
     assert.equal(r.json.error, "settlement_failed");
     assert.ok(r.headers.get("payment-required"));
     const rc = receipt(r);
-    assert.deepEqual([rc.success, rc.errorReason, rc.transaction], [false, "insufficient_funds", ""]);
+    assert.deepEqual([rc.success, rc.errorReason, rc.transaction], [false, "invalid_exact_evm_insufficient_balance", ""]);
     assert.equal(r.headers.get("x-claw-charged"), null);
     const entries = await entriesOf(p.url, "paid", r.nonce);
     assert.deepEqual(entries.map((e) => e.kind), ["payment_reserved", "payment_voided"]);

@@ -192,7 +192,7 @@ describe("one event per call", () => {
     assert.deepEqual([e.stage, e.statusCode, e.errorCode, e.countable], ["error", 403, "tenant_suspended", false]);
   });
 
-  test("paid calls: challenged, settled, verify failed, replayed, settlement failed, tenant error", async () => {
+  test("paid calls: challenged, settled, verify failed, replayed, settlement failed, tenant error, voided replayed", async () => {
     await put("ev-paid", pricedTenant());
     const url = `${p.url}/t/ev-paid/hello`;
     const c = await challengeOf(url); // 1: challenged
@@ -201,16 +201,21 @@ describe("one event per call", () => {
     const tx = receipt(ok.res).transaction;
     const forged = await paidCall(url, c, { account: other, from: payer.address }); // 3: verify failed
     assert.equal(forged.status, 402, forged.text);
-    const replay = await fetch(url, { headers: ok.headers }); // 4: the same payment again
-    assert.equal(replay.status, 409);
+    // 4: the same payment again: its nonce is spent, so the facilitator refuses it at verify
+    // (as the real one does, from the chain's authorizationState).
+    const replay = await fetch(url, { headers: ok.headers });
+    assert.equal(replay.status, 402);
     f.setMode({ settle: "fail" });
     const unsettled = await paidCall(url, c); // 5: settlement failed
     f.setMode({ settle: "success" });
     assert.equal(unsettled.status, 402, unsettled.text);
     const notFound = await paidCall(`${p.url}/t/ev-paid/status?code=404`, c, { version: 1 }); // 6: tenant error
     assert.equal(notFound.status, 404);
+    // 7: the voided payment again: it passes verify (never settled), the ledger refuses it.
+    const voidedReplay = await fetch(`${p.url}/t/ev-paid/status?code=404`, { headers: notFound.headers });
+    assert.equal(voidedReplay.status, 409);
 
-    const [challenged, settled, failed, replayed, settleFailed, tenantError] = await eventsOf("ev-paid", 6);
+    const [challenged, settled, failed, replayed, settleFailed, tenantError, voidedAgain] = await eventsOf("ev-paid", 7);
     assert.deepEqual(
       [challenged.stage, challenged.statusCode, challenged.paymentRequired, challenged.amountAtomic, challenged.countable, challenged.payerHash],
       ["challenged", 402, true, "1000", false, undefined],
@@ -224,10 +229,11 @@ describe("one event per call", () => {
     assert.equal(settled.payerHash, payerHash(payer.address), "SHA-256(salt || 0 || payer:<address>)");
     assert.equal(settled.callerHash, payerHash(payer.address), "a paid caller is its payer");
     assert.deepEqual([failed.stage, failed.countable, failed.payerHash], ["verify_failed", false, payerHash(payer.address)]);
-    assert.deepEqual([replayed.stage, replayed.statusCode, replayed.errorCode], ["verify_failed", 409, "payment_already_settled"]);
+    assert.deepEqual([replayed.stage, replayed.statusCode, replayed.errorCode], ["verify_failed", 402, "payment_verification_failed"]);
+    assert.deepEqual([voidedAgain.stage, voidedAgain.statusCode, voidedAgain.errorCode], ["verify_failed", 409, "payment_already_voided"]);
     assert.deepEqual(
       [settleFailed.stage, settleFailed.settlementResult, settleFailed.paymentSuccess, settleFailed.countable, settleFailed.billable],
-      ["settlement_failed", "insufficient_funds", false, false, false],
+      ["settlement_failed", "invalid_exact_evm_insufficient_balance", false, false, false],
     );
     assert.deepEqual([tenantError.stage, tenantError.statusCode, tenantError.errorCode, tenantError.countable], ["error", 404, "tenant_status", false]);
     const json = JSON.stringify(await allEvents("ev-paid"));

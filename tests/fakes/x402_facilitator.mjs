@@ -2,13 +2,19 @@
 //   POST /verify  {x402Version, paymentPayload, paymentRequirements} -> {isValid, invalidReason?, payer}
 //   POST /settle  same body -> {success, transaction, network, payer, errorReason?}
 //   GET  /supported -> {kinds: [{x402Version, scheme, network}]}
+// The real facilitator (the official logic on a local chain) is scripts/local/facilitator.mjs;
+// this one stays for the fault modes a real one cannot be made to produce on demand.
 // It checks payments for real (EIP-712 signature recovered with viem's verifyTypedData,
-// recipient, exact amount, network, asset, validity window) and remembers used nonces, as a
-// chain would. Scriptable, so tests can make it fail in every way a real one can:
+// recipient, exact amount, network, validity window), in the order of @x402/evm's exact
+// EVM facilitator and with its v2 reason strings (invalid_exact_evm_signature, ...), and
+// remembers the nonces it settled, as the chain does: verify and settle both refuse a
+// settled nonce (invalid_exact_evm_nonce_already_used), whichever protocol version carries
+// it. Scriptable, so tests can make it fail in every way a real one can:
 //   verify: "valid" (real checks) | "invalid" | "500" | "timeout" | "garbage"
 //           ("timeout" never answers, until close(), or answers 504 after `hangMs` if given)
-//   settle: "success" (real checks, fresh tx hash) | "fail" (success:false) | "500" |
-//           "timeout" | "garbage" | "same-tx" (always the same tx hash, a lying facilitator)
+//   settle: "success" (real checks, fresh tx hash) | "fail" (success:false, insufficient
+//           balance) | "500" | "timeout" | "garbage" | "same-tx" (always the same tx hash, a
+//           lying facilitator)
 // Modes are set in-process (setMode) or over HTTP (POST /__control {verify, settle});
 // every call is recorded (calls, or GET /__calls).
 //
@@ -24,32 +30,52 @@ const VALID_BEFORE_MARGIN_S = 6;
 
 const same = (a, b) => typeof a === "string" && typeof b === "string" && a.toLowerCase() === b.toLowerCase();
 
-/// The reference facilitator's exact-EVM checks, for real. Returns {isValid, invalidReason, payer}.
-export async function checkPayment(body, nowS = Math.floor(Date.now() / 1000)) {
+/// @x402/evm's exact EVM facilitator reason strings (v2; its v1 scheme uses the same ones).
+export const REASONS = Object.freeze({
+  invalidPayload: "invalid_payload",
+  invalidVersion: "invalid_x402_version",
+  invalidNetwork: "invalid_network",
+  scheme: "invalid_exact_evm_scheme",
+  missingDomain: "invalid_exact_evm_missing_eip712_domain",
+  networkMismatch: "invalid_exact_evm_network_mismatch",
+  signature: "invalid_exact_evm_signature",
+  recipient: "invalid_exact_evm_recipient_mismatch",
+  validBefore: "invalid_exact_evm_payload_authorization_valid_before",
+  validAfter: "invalid_exact_evm_payload_authorization_valid_after",
+  value: "invalid_exact_evm_payload_authorization_value_mismatch",
+  nonceUsed: "invalid_exact_evm_nonce_already_used",
+  insufficientBalance: "invalid_exact_evm_insufficient_balance",
+});
+
+/// The chain's view of a nonce: one key per (chain, token, payer, nonce), so a nonce
+/// settled through v1 (`base-sepolia`) is spent for v2 (`eip155:84532`) too.
+export function nonceKey(network, asset, from, nonce) {
+  return `${CHAIN_IDS[network]}:${asset}:${from}:${nonce}`.toLowerCase();
+}
+
+/// The exact-EVM checks of @x402/evm's facilitator, in its order, for real. `isSettled(key)`
+/// says whether a nonce was already used on "chain". Returns {isValid, invalidReason, payer}.
+export async function checkPayment(body, nowS = Math.floor(Date.now() / 1000), isSettled = () => false) {
   const { x402Version, paymentPayload: p, paymentRequirements: r } = body ?? {};
   const a = p?.payload?.authorization;
   const payer = a?.from;
   const no = (invalidReason) => ({ isValid: false, invalidReason, payer });
-  if (!p || !r || !a || typeof p.payload.signature !== "string") return no("invalid_payload");
-  if (x402Version !== p.x402Version) return no("invalid_x402_version");
+  if (!p || !r || !a || typeof p.payload.signature !== "string") return no(REASONS.invalidPayload);
+  if (x402Version !== p.x402Version) return no(REASONS.invalidVersion);
   const scheme = x402Version === 2 ? p.accepted?.scheme : p.scheme;
   const network = x402Version === 2 ? p.accepted?.network : p.network;
-  if (scheme !== "exact" || r.scheme !== "exact") return no("unsupported_scheme");
-  if (network !== r.network || !(network in CHAIN_IDS)) return no("invalid_network");
+  if (!(r.network in CHAIN_IDS)) return no(REASONS.invalidNetwork);
+  if (scheme !== "exact" || r.scheme !== "exact") return no(REASONS.scheme);
+  if (!r.extra?.name || !r.extra?.version) return no(REASONS.missingDomain);
+  if (network !== r.network) return no(REASONS.networkMismatch);
   const amount = x402Version === 2 ? r.amount : r.maxAmountRequired;
-  if (!same(a.to, r.payTo)) return no("invalid_exact_evm_payload_recipient_mismatch");
-  if (String(a.value) !== String(amount)) return no("invalid_exact_evm_payload_authorization_value");
-  if (Number(a.validAfter) > nowS) return no("invalid_exact_evm_payload_authorization_valid_after");
-  if (Number(a.validBefore) <= nowS + VALID_BEFORE_MARGIN_S) {
-    return no("invalid_exact_evm_payload_authorization_valid_before");
-  }
   let ok = false;
   try {
     ok = await verifyTypedData({
       address: getAddress(a.from),
       domain: {
-        name: r.extra?.name,
-        version: r.extra?.version,
+        name: r.extra.name,
+        version: r.extra.version,
         chainId: CHAIN_IDS[network],
         verifyingContract: getAddress(r.asset),
       },
@@ -68,7 +94,13 @@ export async function checkPayment(body, nowS = Math.floor(Date.now() / 1000)) {
   } catch {
     ok = false;
   }
-  if (!ok) return no("invalid_exact_evm_payload_signature");
+  if (!ok) return no(REASONS.signature);
+  if (!same(a.to, r.payTo)) return no(REASONS.recipient);
+  if (Number(a.validBefore) < nowS + VALID_BEFORE_MARGIN_S) return no(REASONS.validBefore);
+  if (Number(a.validAfter) > nowS) return no(REASONS.validAfter);
+  if (String(a.value) !== String(amount)) return no(REASONS.value);
+  // The real one learns this by simulating the transfer on chain (authorizationState).
+  if (isSettled(nonceKey(network, r.asset, a.from, a.nonce))) return no(REASONS.nonceUsed);
   return { isValid: true, payer: getAddress(a.from) };
 }
 
@@ -76,6 +108,7 @@ export async function startFacilitator({ host = "127.0.0.1", port = 0, hangMs = 
   const state = { verify: "valid", settle: "success" };
   const calls = [];
   const usedNonces = new Set();
+  const isSettled = (key) => usedNonces.has(key);
   const hanging = new Set();
   const sameTx = "0x" + "ab".repeat(32);
 
@@ -131,12 +164,12 @@ export async function startFacilitator({ host = "127.0.0.1", port = 0, hangMs = 
         case "garbage":
           return send(res, 200, "<html>502 Bad Gateway</html>", true);
         default:
-          return send(res, 200, await checkPayment(body));
+          return send(res, 200, await checkPayment(body, undefined, isSettled));
       }
     }
     switch (state.settle) {
       case "fail":
-        return send(res, 200, { success: false, errorReason: "insufficient_funds", transaction: "", network, payer: body?.paymentPayload?.payload?.authorization?.from });
+        return send(res, 200, { success: false, errorReason: REASONS.insufficientBalance, transaction: "", network, payer: body?.paymentPayload?.payload?.authorization?.from });
       case "500":
         return send(res, 500, { error: "internal" });
       case "timeout":
@@ -144,14 +177,11 @@ export async function startFacilitator({ host = "127.0.0.1", port = 0, hangMs = 
       case "garbage":
         return send(res, 200, "{\"success\": tru", true);
       default: {
-        const v = await checkPayment(body);
+        const v = await checkPayment(body, undefined, isSettled);
         if (!v.isValid) return send(res, 200, { success: false, errorReason: v.invalidReason, transaction: "", network, payer: v.payer });
         const a = body.paymentPayload.payload.authorization;
-        const nonceKey = `${network}:${body.paymentRequirements.asset}:${a.from}:${a.nonce}`.toLowerCase();
-        if (usedNonces.has(nonceKey)) {
-          return send(res, 200, { success: false, errorReason: "invalid_exact_evm_payload_authorization_nonce_used", transaction: "", network, payer: v.payer });
-        }
-        usedNonces.add(nonceKey);
+        const key = nonceKey(network, body.paymentRequirements.asset, a.from, a.nonce);
+        usedNonces.add(key);
         const transaction = state.settle === "same-tx" ? sameTx : "0x" + crypto.randomBytes(32).toString("hex");
         return send(res, 200, { success: true, transaction, network, payer: v.payer, x402Version: version });
       }
