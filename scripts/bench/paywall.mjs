@@ -108,7 +108,17 @@ try {
       while (performance.now() < lEnd) {
         const key = `bench:${randomNonce()}`;
         const fp = randomNonce().slice(2);
-        const r = await post("/payments/reserve", { key, fingerprint: fp, gross: "1000" });
+        const r = await post("/payments/reserve", {
+          key,
+          fingerprint: fp,
+          gross: "1000",
+          network: "eip155:84532",
+          asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+          payer: "0x1111111111111111111111111111111111111111",
+          nonce: randomNonce(),
+          validBeforeS: Math.floor(Date.now() / 1000) + 300,
+          feeBps: 500,
+        });
         const s = await post("/payments/settle", {
           key,
           txRef: randomNonce(),

@@ -34,6 +34,8 @@ if (mode === "chain") {
     log: (line) => console.log(`[facilitator] ${line}`),
   });
   vars.FACILITATOR_URL = payments.facilitatorUrl;
+  // The ledgers ask the chain about payments whose settlement outcome is unknown.
+  vars.CHAIN_RPC_URLS = JSON.stringify({ [payments.network]: payments.chain.rpcUrl });
   paidTenants = {
     "demo-paid": {
       ...DEMO_PAID_TENANTS["demo-paid"],

@@ -43,8 +43,10 @@ pub const AUTHORIZATION_USED_TOPIC: &str =
 pub const UNSETTLED_REASON: &str = "unsettled_expired";
 /// The settle reason of a payment booked from the chain.
 pub const RECONCILED_REASON: &str = "reconciled_from_chain";
-/// Payments asked about per run at most (the alarm runs again when more are open).
-pub const RECONCILE_BATCH: u32 = 100;
+/// Payments asked about per run at most (the alarm runs again when more are open), read a
+/// page of [`RECONCILE_PAGE`] at a time.
+pub const RECONCILE_BATCH: u32 = 1_000;
+pub const RECONCILE_PAGE: u32 = 100;
 /// Longest error text kept per payment in a report.
 const MAX_ERROR_CHARS: usize = 200;
 
@@ -60,6 +62,7 @@ pub struct Pending {
     pub nonce: Option<String>,
     pub valid_before_s: Option<i64>,
     pub fee_bps: Option<u32>,
+    pub reserved_at_ms: i64,
 }
 
 /// What the chain says about one authorization.
@@ -89,19 +92,31 @@ impl<S: SqlStore> Ledger<'_, S> {
         include_reserved: bool,
         max: u32,
     ) -> Result<Vec<Pending>, LedgerError> {
+        self.pending_after(include_reserved, None, max)
+    }
+
+    /// [`Ledger::pending_payments`] after `cursor` (a payment's `(reserved_at_ms, key)`).
+    pub fn pending_after(
+        &mut self,
+        include_reserved: bool,
+        cursor: Option<(i64, &str)>,
+        max: u32,
+    ) -> Result<Vec<Pending>, LedgerError> {
         let states = if include_reserved {
             "('unknown', 'reserved')"
         } else {
             "('unknown')"
         };
+        let (at, key) = cursor.unwrap_or((-1, ""));
         let rows = self.store.exec(
             &format!(
                 "SELECT payment_key, state, gross, network, asset, payer, nonce, valid_before_s,
-                    fee_bps
+                    fee_bps, reserved_at_ms
                  FROM ledger_payments WHERE state IN {states}
+                    AND (reserved_at_ms > ? OR (reserved_at_ms = ? AND payment_key > ?))
                  ORDER BY reserved_at_ms, payment_key LIMIT ?"
             ),
-            &[max.into()],
+            &[at.into(), at.into(), key.into(), max.into()],
         )?;
         rows.iter()
             .map(|r| {
@@ -115,6 +130,7 @@ impl<S: SqlStore> Ledger<'_, S> {
                     nonce: super::opt_string_at(r, 6)?,
                     valid_before_s: r.opt_int(7)?,
                     fee_bps: super::opt_bps_at(r, 8)?,
+                    reserved_at_ms: r.int(9)?,
                 })
             })
             .collect()
@@ -359,10 +375,48 @@ pub async fn reconcile<S: SqlStore, R: ChainRpc>(
     max: u32,
     now_ms: i64,
 ) -> Result<ReconcileReport, LedgerError> {
-    let pending = Ledger::open(&mut *store)?.pending_payments(include_reserved, max)?;
     let mut clocks: BTreeMap<&'static str, Result<i64, String>> = BTreeMap::new();
     let mut report = ReconcileReport::default();
-    for p in &pending {
+    let mut cursor: Option<(i64, String)> = None;
+    loop {
+        let room = max.saturating_sub(u32::try_from(report.checked).unwrap_or(u32::MAX));
+        if room == 0 {
+            break;
+        }
+        let page = Ledger::open(&mut *store)?.pending_after(
+            include_reserved,
+            cursor.as_ref().map(|(at, k)| (*at, k.as_str())),
+            room.min(RECONCILE_PAGE),
+        )?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        cursor = Some((last.reserved_at_ms, last.key.clone()));
+        let full = page.len() == usize::try_from(room.min(RECONCILE_PAGE)).unwrap_or(0);
+        decide_page(store, rpc, &page, &mut clocks, &mut report, now_ms).await?;
+        if !full {
+            break;
+        }
+    }
+    let open = store.query_one(
+        "SELECT SUM(state = 'unknown'), SUM(state = 'reserved') FROM ledger_payments
+         WHERE state IN ('unknown', 'reserved')",
+        &[],
+    )?;
+    report.unknown_left = open.opt_int(0)?.unwrap_or(0).try_into().unwrap_or(0);
+    report.reserved_left = open.opt_int(1)?.unwrap_or(0).try_into().unwrap_or(0);
+    Ok(report)
+}
+
+async fn decide_page<S: SqlStore, R: ChainRpc>(
+    store: &mut S,
+    rpc: &mut R,
+    pending: &[Pending],
+    clocks: &mut BTreeMap<&'static str, Result<i64, String>>,
+    report: &mut ReconcileReport,
+    now_ms: i64,
+) -> Result<(), LedgerError> {
+    for p in pending {
         report.checked += 1;
         let answer = match p.network {
             None => Err("no chain facts were recorded for this payment".to_owned()),
@@ -399,12 +453,5 @@ pub async fn reconcile<S: SqlStore, R: ChainRpc>(
             outcome,
         });
     }
-    let open = store.query_one(
-        "SELECT SUM(state = 'unknown'), SUM(state = 'reserved') FROM ledger_payments
-         WHERE state IN ('unknown', 'reserved')",
-        &[],
-    )?;
-    report.unknown_left = open.opt_int(0)?.unwrap_or(0).try_into().unwrap_or(0);
-    report.reserved_left = open.opt_int(1)?.unwrap_or(0).try_into().unwrap_or(0);
-    Ok(report)
+    Ok(())
 }

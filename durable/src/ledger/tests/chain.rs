@@ -372,3 +372,35 @@ fn a_first_schema_ledger_is_migrated_with_its_books_intact() {
     let mut l = Ledger::open(&mut db).unwrap();
     assert_eq!(l.earnings(1).unwrap().unknown, 50);
 }
+
+#[test]
+fn a_run_pages_through_every_open_payment_once_up_to_its_bound() {
+    let mut db = MemSql::new();
+    let nonces: Vec<String> = (0..250u32).map(|i| format!("0x{i:064x}")).collect();
+    {
+        let mut l = Ledger::open(&mut db).unwrap();
+        for (i, n) in nonces.iter().enumerate() {
+            // Some share a reservation time, so the cursor's tie-break by key matters.
+            let at = T0 + i64::try_from(i / 3).unwrap();
+            let key = format!("k{i:03}");
+            l.reserve_with(&key, "fp", 10, Some(&facts(n, 2_000)), at)
+                .unwrap();
+            l.mark_unknown(&key, "settle timed out", at).unwrap();
+        }
+    }
+    let mut chain = Scripted::new();
+    let r = block_on(reconcile(
+        &mut db,
+        &mut chain,
+        false,
+        RECONCILE_BATCH,
+        T0 + 999,
+    ))
+    .unwrap();
+    assert_eq!((r.checked, r.waiting, r.unknown_left), (250, 250, 250));
+    let mut keys: Vec<&str> = r.payments.iter().map(|d| d.key.as_str()).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), 250, "each payment once, in order");
+    let r = block_on(reconcile(&mut db, &mut chain, false, 120, T0 + 999)).unwrap();
+    assert_eq!(r.checked, 120);
+}

@@ -1,0 +1,176 @@
+// Money figures on a real local chain, the built Worker on workerd (Miniflare's API, direct
+// sockets, inspector off), loopback only. Indicative on a shared 2-core machine.
+//
+// 1. The crash table: BENCH_CALLS paid calls by BENCH_PAYERS official v2 clients in parallel;
+//    workerd is killed with SIGKILL after BENCH_KILL_AFTER answers; restarted on the same
+//    state; reconciled on demand (and once more after the chain's clock passes every
+//    validBefore). Printed: transfers on chain, ledger settled / reserved / unknown before
+//    and after reconciliation, callers who paid and got no answer.
+// 2. Paid calls through the dispatcher on the chain: calls/s and the latency of a paid call
+//    (p50/p99), and the facilitator's settle latency as the facilitator measures it.
+// 3. Reconciliation time per 1,000 unknown payments (the ledger object asks the chain about
+//    each: one eth_call; here all unused and valid, so each waits).
+
+import { execFileSync } from "node:child_process";
+import { performance } from "node:perf_hooks";
+import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
+import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { startLocal, seedDemoTenants, DEV_ADMIN_TOKEN } from "../local/runtime.mjs";
+import { startChainAndFacilitator } from "../local/payments.mjs";
+import { tempStateDir } from "../../tests/e2e/harness.mjs";
+import { randomNonce } from "../../tests/e2e/x402_client.mjs";
+
+const CALLS = Number(process.env.BENCH_CALLS ?? 200);
+const KILL_AFTER = Number(process.env.BENCH_KILL_AFTER ?? 80);
+const UNKNOWN = Number(process.env.BENCH_UNKNOWN ?? 1000);
+const PAYERS = Number(process.env.BENCH_PAYERS ?? 3);
+const TOKEN = "bench-payout-token";
+const PRICE = "1000";
+const auth = { authorization: `Bearer ${TOKEN}` };
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+function payingFetch(pay, account) {
+  const client = new x402Client();
+  registerExactEvmScheme(client, { signer: account });
+  client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: PRICE }] });
+  return wrapFetchWithPayment(fetch, client);
+}
+
+async function earnings(base, slug) {
+  return (await fetch(`${base}/__platform/ledger/${slug}/earnings`, { headers: auth })).json();
+}
+
+async function reconcile(base, slug) {
+  return (await fetch(`${base}/__platform/ledger/${slug}/reconcile`, { method: "POST", headers: auth })).json();
+}
+
+function workerdPids() {
+  try {
+    return execFileSync("pgrep", ["-P", String(process.pid), "workerd"], { encoding: "utf8" }).split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const pay = await startChainAndFacilitator();
+const settleMs = [];
+const payTo = pay.accounts.creator.address;
+const vars = {
+  FACILITATOR_URL: pay.facilitatorUrl,
+  CHAIN_RPC_URLS: JSON.stringify({ [pay.network]: pay.chain.rpcUrl }),
+  PLATFORM_PAYOUT_TOKEN: TOKEN,
+};
+const tenant = (slug) => ({ [slug]: { resourceType: "function", workerName: "demo-fn", plan: "pro", price: pay.tenantPrice({ amountAtomic: PRICE, payTo }) } });
+try {
+  // 1. The crash table.
+  const persistDir = tempStateDir();
+  let p = await startLocal({ persistDir, vars, directSockets: true });
+  await seedDemoTenants(p.url, DEV_ADMIN_TOKEN, tenant("crash"));
+  const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
+  let answered = 0;
+  let killed = false;
+  let paidNoAnswer = 0;
+  let served = 0;
+  await Promise.all(
+    pay.accounts.payers.slice(0, PAYERS).map(async (account, i) => {
+      const f = payingFetch(pay, account);
+      for (let k = i; k < CALLS; k += PAYERS) {
+        try {
+          const r = await f(`${p.url}/t/crash/hello?n=${k}`);
+          await r.arrayBuffer();
+          if (r.status === 200) served++;
+        } catch {
+          paidNoAnswer++; // counted below against the chain
+        }
+        answered++;
+        if (answered >= KILL_AFTER && !killed) {
+          killed = true;
+          for (const pid of workerdPids()) process.kill(pid, "SIGKILL");
+        }
+      }
+    }),
+  );
+  await Promise.race([p.dispose().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
+  const transfers = await pay.chain.transfersTo(payTo, { fromBlock });
+  p = await startLocal({ persistDir, vars, directSockets: true });
+  const before = await earnings(p.url, "crash");
+  const r1 = await reconcile(p.url, "crash");
+  await pay.chain.publicClient.request({ method: "evm_increaseTime", params: [3600] });
+  await pay.chain.publicClient.request({ method: "evm_mine", params: [] });
+  const r2 = await reconcile(p.url, "crash");
+  const afterE = await earnings(p.url, "crash");
+  const chainSum = transfers.reduce((a, t) => a + t.value, 0n);
+  console.log("\n1. Crash table: workerd SIGKILLed under paid load, restarted, reconciled");
+  console.log(`| | count |\n|---|---|`);
+  console.log(`| paid calls attempted | ${CALLS} (${PAYERS} payers in parallel) |`);
+  console.log(`| killed at | ${KILL_AFTER} answers |`);
+  console.log(`| transfers on the chain | ${transfers.length} (sum ${chainSum}) |`);
+  console.log(`| served 200 before the kill | ${served} |`);
+  console.log(`| ledger settled before reconciliation | ${before.settledCount} |`);
+  console.log(`| ledger reserved / unknown before | ${before.pendingCount} / ${before.unknownCount} |`);
+  console.log(`| booked settled by reconciliation | ${r1.settled + r2.settled} |`);
+  console.log(`| voided by reconciliation (never on chain) | ${r1.voided + r2.voided} |`);
+  console.log(`| ledger settled after reconciliation | ${afterE.settledCount} (gross ${afterE.gross}) |`);
+  console.log(`| unknown / reserved left | ${afterE.unknownCount} / ${afterE.pendingCount} |`);
+  console.log(`| ledger == chain | ${afterE.settledCount === transfers.length && BigInt(afterE.gross) === chainSum} |`);
+  console.log(`| callers who paid and got no answer (connection cut) | ${transfers.length - served} (stored answers for retries: not built yet) |`);
+  await p.dispose();
+
+  // 2. Paid calls on the chain, a fresh platform.
+  p = await startLocal({ persistDir: tempStateDir(), vars, directSockets: true });
+  await seedDemoTenants(p.url, DEV_ADMIN_TOKEN, tenant("paid"));
+  const lat = [];
+  const n = Math.max(30, Math.floor(CALLS / 4));
+  const t0 = performance.now();
+  await Promise.all(
+    pay.accounts.payers.slice(0, PAYERS).map(async (account, i) => {
+      const f = payingFetch(pay, account);
+      for (let k = i; k < n; k += PAYERS) {
+        const s = performance.now();
+        const r = await f(`${p.url}/t/paid/hello?n=${k}`);
+        await r.arrayBuffer();
+        if (r.status !== 200) throw new Error(`paid call answered ${r.status}`);
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  console.log(`\n2. Paid calls on the local chain (${n} calls, ${PAYERS} payers in parallel, official v2 client incl. its 402 round trip and signing)`);
+  console.log(`   ${(n / secs).toFixed(1)} paid calls/s; latency p50 ${pct(lat, 50).toFixed(0)} ms, p99 ${pct(lat, 99).toFixed(0)} ms`);
+  const st = pay.facilitator.stats ?? {};
+  if (st.settleMs?.length) console.log(`   facilitator settle: p50 ${pct(st.settleMs, 50).toFixed(0)} ms, p99 ${pct(st.settleMs, 99).toFixed(0)} ms`);
+
+  // 3. Reconciliation of UNKNOWN unknown payments, made straight in the ledger object.
+  await seedDemoTenants(p.url, DEV_ADMIN_TOKEN, tenant("recon"));
+  const ns = await p.mf.getDurableObjectNamespace("LEDGER", "claw-dispatcher");
+  const stub = ns.get(ns.idFromName("recon"));
+  const post = async (path, body) => {
+    const res = await stub.fetch(`https://ledger.internal${path}`, { method: "POST", body: JSON.stringify(body) });
+    await res.text();
+    if (res.status >= 300) throw new Error(`${path}: ${res.status}`);
+  };
+  const validBeforeS = Number((await pay.chain.publicClient.getBlock()).timestamp) + 3600;
+  for (let i = 0; i < UNKNOWN; i++) {
+    const key = `recon:${randomNonce()}`;
+    await post("/payments/reserve", {
+      key, fingerprint: randomNonce().slice(2), gross: PRICE, network: pay.network, asset: pay.token,
+      payer: pay.accounts.payers[0].address, nonce: randomNonce(), validBeforeS, feeBps: 500,
+    });
+    await post("/payments/unknown", { key, reason: "bench" });
+  }
+  let checked = 0;
+  const rs = performance.now();
+  while (checked < UNKNOWN) {
+    const r = await reconcile(p.url, "recon");
+    if (!r.checked) break;
+    checked += r.checked;
+  }
+  const perK = ((performance.now() - rs) / checked) * 1000;
+  console.log(`\n3. Reconciliation: ${checked} unknown payments asked about in batches of 100: ${(perK / 1000).toFixed(2)} s per 1,000 (one eth_call each, all still valid: waiting)`);
+  await p.dispose();
+} finally {
+  await pay.stop();
+}
