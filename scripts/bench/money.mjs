@@ -15,6 +15,7 @@ import { execFileSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { privateKeyToAccount } from "viem/accounts";
 import { startLocal, seedDemoTenants, DEV_ADMIN_TOKEN } from "../local/runtime.mjs";
 import { startChainAndFacilitator } from "../local/payments.mjs";
 import { tempStateDir } from "../../tests/e2e/harness.mjs";
@@ -34,7 +35,8 @@ const pct = (xs, p) => {
 
 function payingFetch(pay, account) {
   const client = new x402Client();
-  registerExactEvmScheme(client, { signer: account });
+  const signer = account.signTypedData ? account : privateKeyToAccount(account.privateKey);
+  registerExactEvmScheme(client, { signer });
   client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: PRICE }] });
   return wrapFetchWithPayment(fetch, client);
 }

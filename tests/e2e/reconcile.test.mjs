@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { privateKeyToAccount } from "viem/accounts";
 import { startPlatform, admin, getJson, tempStateDir } from "./harness.mjs";
 import { startChainAndFacilitator } from "../../scripts/local/payments.mjs";
 import { startFaultProxy } from "../fakes/fault_proxy.mjs";
@@ -24,7 +25,8 @@ const auth = { authorization: `Bearer ${PAYOUT_TOKEN}` };
 /// An official v2 client paying as `account`, allowed to pay the local token.
 function payingFetch(pay, account) {
   const client = new x402Client();
-  registerExactEvmScheme(client, { signer: account });
+  const signer = account.signTypedData ? account : privateKeyToAccount(account.privateKey);
+  registerExactEvmScheme(client, { signer });
   client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: PRICE.toString() }] });
   return wrapFetchWithPayment(fetch, client);
 }
@@ -199,11 +201,15 @@ describe("workerd killed (SIGKILL) under paid load", () => {
 
   test("after a restart and reconciliation the ledger equals the chain's transfers", async () => {
     const N = 24;
-    const KILL_AFTER = 8;
+    const KILL_AT_SETTLE = 6;
     const slug = "rc-crash";
     const persistDir = tempStateDir();
+    // The facilitator is reached through the fault proxy only to know the moment the
+    // KILL_AT_SETTLE-th settlement is on chain: workerd is killed right then, before the
+    // dispatcher hears of it (the worst moment: funds moved, nothing posted).
+    const gate = await startFaultProxy(pay.facilitatorUrl);
     const vars = {
-      FACILITATOR_URL: pay.facilitatorUrl,
+      FACILITATOR_URL: gate.url,
       CHAIN_RPC_URLS: JSON.stringify({ [pay.network]: pay.chain.rpcUrl }),
       PLATFORM_PAYOUT_TOKEN: PAYOUT_TOKEN,
     };
@@ -211,12 +217,20 @@ describe("workerd killed (SIGKILL) under paid load", () => {
     await putTenant(p.url, pay, slug);
     const payTo = pay.accounts.creator.address;
     const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
-    const before = workerdPids();
-    assert.ok(before.length >= 1, "workerd runs as a child of this process");
-
-    // Three payers, N calls in all; workerd is killed with SIGKILL after KILL_AFTER answers.
-    let answered = 0;
+    assert.ok(workerdPids().length >= 1, "workerd runs as a child of this process");
+    let settles = 0;
     let killed = false;
+    gate.setMode("pass", {
+      path: "/settle",
+      onAnswer: async () => {
+        settles += 1;
+        if (settles === KILL_AT_SETTLE && !killed) {
+          killed = true;
+          for (const pid of workerdPids()) process.kill(pid, "SIGKILL");
+        }
+      },
+    });
+
     const outcomes = [];
     const payers = pay.accounts.payers.slice(0, 3);
     await Promise.all(
@@ -230,14 +244,10 @@ describe("workerd killed (SIGKILL) under paid load", () => {
           } catch {
             outcomes.push("lost");
           }
-          answered += 1;
-          if (answered >= KILL_AFTER && !killed) {
-            killed = true;
-            for (const pid of workerdPids()) process.kill(pid, "SIGKILL");
-          }
         }
       }),
     );
+    await gate.close();
     assert.ok(killed, "workerd was killed mid-load");
     // Miniflare's own shutdown of a dead workerd: bounded, it has nothing left to stop.
     await Promise.race([p.dispose().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
@@ -253,6 +263,7 @@ describe("workerd killed (SIGKILL) under paid load", () => {
       await pay.chain.publicClient.request({ method: "evm_mine", params: [] });
       const second = await reconcileNow(p.url, slug);
       assert.deepEqual([second.unknownLeft, second.reservedLeft], [0, 0], "nothing left open");
+      assert.ok(first.settled + second.settled >= 1, "the settlement cut off by the kill was booked from the chain");
       const settled = await assertBooksMatchChain(pay, p.url, slug, payTo, fromBlock);
       const e = await earnings(p.url, slug);
       assert.equal(BigInt(e.gross), BigInt(settled) * PRICE);
@@ -261,7 +272,7 @@ describe("workerd killed (SIGKILL) under paid load", () => {
         JSON.stringify({
           crash: {
             calls: N,
-            killedAfterAnswers: KILL_AFTER,
+            killedAtSettle: KILL_AT_SETTLE,
             chainTransfers: (await pay.chain.transfersTo(payTo, { fromBlock })).length,
             settledAfterReconciliation: settled,
             bookedByReconciliation: first.settled + second.settled,

@@ -12,6 +12,9 @@
 //   "garbage"          answer 200 with a body that is not JSON;
 //   "lie-chain-id"     JSON-RPC only: answer eth_chainId with chain 1, forward the rest.
 // Modes can be limited to one path: setMode(mode, { path: "/settle" }) (others pass).
+// `onAnswer` (setMode option) runs after the real answer arrived and before it is passed on
+// (or dropped): e.g. kill the platform at the exact moment a settlement is on chain and the
+// platform has not heard of it.
 
 import http from "node:http";
 
@@ -19,6 +22,7 @@ export async function startFaultProxy(targetUrl) {
   const target = new URL(targetUrl);
   let mode = "pass";
   let onlyPath = null;
+  let onAnswer = null;
   const requests = [];
 
   const forward = (req, body) =>
@@ -69,6 +73,7 @@ export async function startFaultProxy(targetUrl) {
         }
       }
       const answer = await forward(req, body);
+      if (onAnswer && (onlyPath === null || req.url === onlyPath)) await onAnswer(req.url);
       if (active === "answer-then-drop") return req.socket.destroy();
       const headers = { ...answer.headers };
       delete headers["transfer-encoding"];
@@ -83,9 +88,10 @@ export async function startFaultProxy(targetUrl) {
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     requests,
-    setMode(next, { path = null } = {}) {
+    setMode(next, { path = null, onAnswer: hook = null } = {}) {
       mode = next;
       onlyPath = path;
+      onAnswer = hook;
     },
     close: () =>
       new Promise((resolve) => {
