@@ -105,6 +105,7 @@ codes! {
     OfferMismatch = ("offer_mismatch", 402, "Payment does not match the offer"),
     PathTraversal = ("path_traversal", 400, "Invalid request URL"),
     PaymentAlreadySettled = ("payment_already_settled", 409, "Payment already settled"),
+    PaidAnswerNotKept = ("paid_answer_not_kept", 410, "Paid answer not kept"),
     PaymentOutcomeUnknown = ("payment_outcome_unknown", 409, "Payment outcome unknown"),
     PaymentAlreadyVoided = ("payment_already_voided", 409, "Payment already voided"),
     PaymentHeaderTooLarge = ("payment_header_too_large", 400, "Payment header is invalid"),

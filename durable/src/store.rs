@@ -97,6 +97,17 @@ impl Row {
         }
     }
 
+    pub fn opt_blob(&self, i: usize) -> Result<Option<&[u8]>, StoreError> {
+        match self.get(i)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Blob(v) => Ok(Some(v)),
+            _ => Err(StoreError::Column {
+                index: i,
+                expected: "blob or null",
+            }),
+        }
+    }
+
     pub fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
         match self.get(i)? {
             SqlValue::Null => Ok(None),

@@ -7,6 +7,8 @@ use serde_json::Value;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Method};
 
+use claw_durable::ledger::wire::ANSWER_META_HEADER;
+
 use crate::bindings::LEDGER;
 use crate::http::objects;
 
@@ -82,4 +84,58 @@ pub fn unavailable(e: &Unreachable) -> Problem {
 /// serializing them cannot fail.
 pub fn wire_json<T: serde::Serialize>(request: &T) -> String {
     serde_json::to_string(request).unwrap_or_default()
+}
+
+/// An answer that carries its metadata in a header and raw bytes as its body
+/// (`/payments/answer`, `/payments/recover`).
+pub struct RawAnswer {
+    pub status: u16,
+    pub meta: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The answer as a problem, when it is one.
+    pub fn problem(&self) -> Option<Problem> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// `POST {path}` to `slug`'s ledger with `meta` in [`ANSWER_META_HEADER`] and `body` raw.
+pub async fn call_raw(
+    env: &Env,
+    slug: &str,
+    path: &str,
+    meta: Option<&str>,
+    body: Vec<u8>,
+) -> Result<RawAnswer, Unreachable> {
+    let stub = env
+        .durable_object(LEDGER)
+        .and_then(|ns| ns.get_by_name(slug))
+        .map_err(|e| Unreachable(format!("ledger stub: {e}")))?;
+    let headers = worker::Headers::new();
+    if let Some(m) = meta {
+        headers
+            .set(ANSWER_META_HEADER, m)
+            .map_err(|e| Unreachable(format!("answer metadata: {e}")))?;
+    }
+    let mut init = worker::RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(
+            worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+        ));
+    let req = worker::Request::new_with_init(&format!("https://ledger.internal{path}"), &init)
+        .map_err(|e| Unreachable(format!("ledger request: {e}")))?;
+    let mut resp = stub
+        .fetch_with_request(req)
+        .await
+        .map_err(|e| Unreachable(format!("ledger fetch: {e}")))?;
+    let status = resp.status_code();
+    let meta = resp.headers().get(ANSWER_META_HEADER).ok().flatten();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| Unreachable(format!("ledger answer {status}: {e}")))?;
+    Ok(RawAnswer { status, meta, body })
 }

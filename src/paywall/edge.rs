@@ -8,7 +8,10 @@
 //!
 //! A free tenant (no price) goes straight to dispatch.
 
-use claw_durable::ledger::wire::{ReserveRequest, SettleRequest, VoidRequest};
+use claw_durable::ledger::wire::{
+    RecoverRequest, Recovery, ReserveRequest, SettleRequest, StoreAnswerMeta, VoidRequest,
+};
+use claw_durable::ledger::MAX_STORED_ANSWER_BYTES;
 use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{Price, TenantConfig};
 use worker::{Env, Headers, Method, Request, Response, ResponseBuilder, Url};
@@ -27,9 +30,9 @@ use crate::http::deadline::within;
 use crate::http::respond;
 use crate::ledger::edge::{self as ledger, wire_json, LedgerAnswer};
 use crate::paywall::{
-    self, is_null_body_status, paid_answer_unreadable, reserve_refusal, resource_url,
-    settle_refusal, tenant_timeout, void_reason, Verifier, CHARGED_HEADER, MAX_PAID_RESPONSE_BYTES,
-    TENANT_DEADLINE_MS,
+    self, is_null_body_status, paid_answer_unreadable, recovered, reserve_refusal, resource_url,
+    settle_refusal, tenant_timeout, void_reason, Recovered, Verifier, CHARGED_HEADER,
+    MAX_PAID_RESPONSE_BYTES, REPLAY_HEADER, TENANT_DEADLINE_MS,
 };
 use crate::usage::edge::Usage;
 use crate::x402::{
@@ -112,11 +115,25 @@ async fn paid_call(
         .payment(&accepted.payer.to_lower_hex(), accepted.amount_atomic);
     let facilitator_body = facilitator_request_body(&payment, &offer);
     if let Verifier::Facilitator { base, timeout_ms } = &verifier {
-        let verified = facilitator::post(base, "/verify", &facilitator_body, *timeout_ms)
+        let verified = match facilitator::post(base, "/verify", &facilitator_body, *timeout_ms)
             .await
             .and_then(|(status, body)| read_verify(status, &body))
-            .map_err(|f| f.to_problem("verify"))?;
+        {
+            Ok(v) => v,
+            Err(f) => {
+                // A retry of a payment that already paid does not need the facilitator.
+                if let Some(kept) = recover(env, &config.slug, &accepted, version).await {
+                    return Ok(kept);
+                }
+                return Err(f.to_problem("verify"));
+            }
+        };
         if let Err(e) = check_verify_response(&verified, &payment) {
+            // A retry of a payment that already paid (its nonce is spent, so verify
+            // refuses it) gets the answer it paid for.
+            if let Some(kept) = recover(env, &config.slug, &accepted, version).await {
+                return Ok(kept);
+            }
             return Ok(refuse_recorded(usage, &offer, &e));
         }
     }
@@ -124,6 +141,12 @@ async fn paid_call(
     // 3. Reserve: from here on, every path that does not serve voids.
     let slug = config.slug.as_str();
     if let Err(p) = reserve(env, slug, &accepted, config.plan.fee_bps()).await {
+        // The same payment again: its kept answer, or why not (in flight, unknown).
+        if p.status == 409 {
+            if let Some(kept) = recover(env, slug, &accepted, version).await {
+                return Ok(kept);
+            }
+        }
         // A payment the ledger refuses (e.g. one already used) failed before dispatch; a
         // ledger that cannot be reached is the platform's error.
         if p.status < 500 {
@@ -155,7 +178,12 @@ async fn paid_call(
         }
     };
 
-    // 5. Settle.
+    // 5. Keep the answer for a retry of this payment, then settle. Not kept: not served,
+    // not charged (a paid answer must never be lost).
+    if let Err(p) = keep_answer(env, slug, &accepted, &answer).await {
+        void(env, slug, &accepted, &void_reason("answer", &p.code)).await;
+        return Err(p);
+    }
     let settlement = match &verifier {
         Verifier::Local => local_settlement(&accepted),
         Verifier::Facilitator { base, timeout_ms } => {
@@ -351,6 +379,100 @@ async fn close(env: &Env, slug: &str, a: &AcceptedPayment, path: &str, reason: &
             other.status
         ),
         Err(e) => worker::console_error!("{path} {}: {}", a.idempotency_key, e.0),
+    }
+}
+
+/// Keeps the buffered answer in the ledger, keyed by the payment, before it is settled.
+async fn keep_answer(
+    env: &Env,
+    slug: &str,
+    a: &AcceptedPayment,
+    answer: &Buffered,
+) -> Result<(), Problem> {
+    let fits = answer.body.len() <= MAX_STORED_ANSWER_BYTES;
+    let meta = StoreAnswerMeta {
+        key: a.idempotency_key.clone(),
+        fingerprint: a.fingerprint.clone(),
+        status: answer.status,
+        headers: answer.headers.clone(),
+        body_bytes: u64::try_from(answer.body.len()).unwrap_or(u64::MAX),
+        body_stored: fits,
+    };
+    let body = if fits {
+        answer.body.clone()
+    } else {
+        Vec::new()
+    };
+    match ledger::call_raw(env, slug, "/payments/answer", Some(&wire_json(&meta)), body).await {
+        Ok(r) if r.status == 200 => Ok(()),
+        Ok(r) => {
+            let code = r.problem().map(|p| p.code);
+            worker::console_error!(
+                "keep answer {}: ledger answered {} {code:?}",
+                a.idempotency_key,
+                r.status
+            );
+            Err(paywall::ledger_unavailable())
+        }
+        Err(e) => {
+            worker::console_error!("keep answer {}: {}", a.idempotency_key, e.0);
+            Err(paywall::ledger_unavailable())
+        }
+    }
+}
+
+/// A retry of payment `a`: the kept answer with its receipt when the payment settled
+/// (asked of the chain first when its outcome was open), or the problem that says why not.
+/// `None`: nothing to recover (an unknown or voided payment, another payment's key).
+async fn recover(
+    env: &Env,
+    slug: &str,
+    a: &AcceptedPayment,
+    version: X402Version,
+) -> Option<Response> {
+    let ask = RecoverRequest {
+        key: a.idempotency_key.clone(),
+        fingerprint: a.fingerprint.clone(),
+    };
+    let r = ledger::call_raw(
+        env,
+        slug,
+        "/payments/recover",
+        None,
+        wire_json(&ask).into_bytes(),
+    )
+    .await
+    .map_err(|e| worker::console_error!("recover {}: {}", a.idempotency_key, e.0))
+    .ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    let rec: Recovery = serde_json::from_str(r.meta.as_deref()?).ok()?;
+    match recovered(&rec, a) {
+        Recovered::Answer(settlement) => {
+            let kept = rec.answer?;
+            let answer = Buffered {
+                status: kept.status,
+                headers: kept.headers,
+                body: r.body,
+            };
+            let mut resp = answer.into_response(version, &settlement);
+            let _ = resp.headers_mut().set(REPLAY_HEADER, "true");
+            Some(resp)
+        }
+        Recovered::Refusal(p, settlement) => {
+            let mut resp = respond::problem(&p);
+            if let Some(s) = settlement {
+                let (name, value) = payment_response_header(version, &s);
+                let _ = resp.headers_mut().set(name, &value);
+                let _ = resp.headers_mut().set(CHARGED_HEADER, "true");
+                let _ = resp
+                    .headers_mut()
+                    .set("access-control-expose-headers", EXPOSE_HEADERS);
+            }
+            Some(resp)
+        }
+        Recovered::Nothing => None,
     }
 }
 

@@ -20,6 +20,9 @@ use url::Url;
 
 use crate::facilitator::{DEFAULT_FACILITATOR_TIMEOUT_MS, MAX_FACILITATOR_TIMEOUT_MS};
 use crate::http::capped::ReadError;
+use crate::x402::{AcceptedPayment, Settlement};
+use claw_durable::ledger::wire::Recovery;
+use claw_durable::ledger::PaymentState;
 use claw_durable::ledger::RESERVATION_TTL_MS;
 
 /// A paid answer is buffered before it is settled (as the reference servers do), so it is
@@ -37,6 +40,8 @@ const _: () = assert!(
 );
 /// Set to `true` on an answer that was paid for (settled and recorded).
 pub const CHARGED_HEADER: &str = "x-claw-charged";
+/// Set to `true` on a kept answer given again to a retry of the payment that paid for it.
+pub const REPLAY_HEADER: &str = "x-claw-replay";
 /// Env value that enables the local verifier when no facilitator is configured.
 pub const LOCAL_VERIFICATION_ON: &str = "true";
 
@@ -176,6 +181,57 @@ pub fn paid_answer_unreadable(e: ReadError) -> Problem {
     Problem::new(code).detail(format!("{detail}; the call was not charged"))
 }
 
+/// What a retry of a payment gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The kept answer, with this receipt.
+    Answer(Settlement),
+    /// A problem, with the receipt when the payment was charged.
+    Refusal(Problem, Option<Settlement>),
+    /// Nothing to give back: the caller's original refusal stands.
+    Nothing,
+}
+
+/// The decision for a retry of payment `a`, from the ledger's [`Recovery`]: a settled
+/// payment gets its kept answer (or, when the body was too large to keep or has expired, a
+/// problem that says it was charged, with the receipt); a payment still in flight or whose
+/// outcome the chain has not decided gets a problem that says so; a voided one nothing.
+pub fn recovered(rec: &Recovery, a: &AcceptedPayment) -> Recovered {
+    match rec.payment.state {
+        PaymentState::Settled => {
+            let settlement = Settlement {
+                transaction: rec.payment.tx_ref.clone().unwrap_or_default(),
+                network: rec.payment.network.unwrap_or(a.network),
+                payer: a.payer,
+                local: rec.payment.local_settlement.unwrap_or(false),
+            };
+            match &rec.answer {
+                Some(kept) if kept.body_stored => Recovered::Answer(settlement),
+                _ => Recovered::Refusal(
+                    Problem::new(Code::PaidAnswerNotKept).detail(
+                        "this payment settled and was charged; its answer was too large to keep, \
+                         or has expired: the receipt is attached",
+                    ),
+                    Some(settlement),
+                ),
+            }
+        }
+        PaymentState::Reserved => Recovered::Refusal(
+            Problem::new(Code::PaymentInFlight)
+                .detail("the first call with this payment is still running; retry shortly"),
+            None,
+        ),
+        PaymentState::Unknown => Recovered::Refusal(
+            Problem::new(Code::PaymentOutcomeUnknown).detail(
+                "whether this payment settled is being reconciled against the chain; retry \
+                 later with the same payment",
+            ),
+            None,
+        ),
+        PaymentState::Voided => Recovered::Nothing,
+    }
+}
+
 pub fn ledger_unavailable() -> Problem {
     Problem::new(Code::LedgerUnavailable)
         .detail("the payment could not be recorded; the call was not served")
@@ -279,6 +335,66 @@ mod tests {
         for p in [big, broken, tenant_timeout()] {
             assert!(p.detail.unwrap().contains("not charged"));
         }
+    }
+
+    #[test]
+    fn a_retry_gets_the_kept_answer_only_once_settled() {
+        use crate::x402::evm::{Address, B256};
+        use claw_durable::ledger::wire::RecoveredPayment;
+        use claw_durable::ledger::StoredAnswer;
+        use claw_durable::tenant::Network;
+        let payer = Address::parse("0x857b06519E91e3A54538791bDbb0E22373e36b66").unwrap();
+        let a = AcceptedPayment {
+            version: crate::x402::X402Version::V2,
+            network: Network::BaseSepolia,
+            asset: payer,
+            payer,
+            pay_to: payer,
+            amount_atomic: 1,
+            nonce: B256([7; 32]),
+            valid_before_s: 1,
+            idempotency_key: "k".into(),
+            fingerprint: "fp".into(),
+        };
+        let rec = |state, stored: Option<bool>| Recovery {
+            payment: RecoveredPayment {
+                state,
+                tx_ref: Some("0xabc".into()),
+                network: Some(Network::BaseSepolia),
+                payer: Some(payer.to_lower_hex()),
+                local_settlement: Some(false),
+            },
+            answer: stored.map(|s| StoredAnswer {
+                status: 200,
+                headers: vec![],
+                body_bytes: 3,
+                body_stored: s,
+                body: vec![],
+            }),
+        };
+        match recovered(&rec(PaymentState::Settled, Some(true)), &a) {
+            Recovered::Answer(s) => assert_eq!((s.transaction.as_str(), s.local), ("0xabc", false)),
+            other => panic!("{other:?}"),
+        }
+        for not_kept in [Some(false), None] {
+            match recovered(&rec(PaymentState::Settled, not_kept), &a) {
+                Recovered::Refusal(p, Some(s)) => {
+                    assert_eq!((p.status, &*p.code), (410, "paid_answer_not_kept"));
+                    assert_eq!(s.transaction, "0xabc", "the receipt of what was charged");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let code = |state| match recovered(&rec(state, Some(true)), &a) {
+            Recovered::Refusal(p, None) => p.code.as_str().to_owned(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(code(PaymentState::Reserved), "payment_in_flight");
+        assert_eq!(code(PaymentState::Unknown), "payment_outcome_unknown");
+        assert_eq!(
+            recovered(&rec(PaymentState::Voided, Some(true)), &a),
+            Recovered::Nothing
+        );
     }
 
     #[test]

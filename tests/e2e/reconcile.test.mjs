@@ -22,14 +22,25 @@ const PAYOUT_TOKEN = "reconcile-payout-token";
 const PRICE = 1500n;
 const auth = { authorization: `Bearer ${PAYOUT_TOKEN}` };
 
-/// An official v2 client paying as `account`, allowed to pay the local token.
-function payingFetch(pay, account) {
+/// An official v2 client paying as `account`, allowed to pay the local token. `seen`
+/// collects the payment headers it sends (to retry one as a caller whose answer was lost).
+function payingFetch(pay, account, seen = []) {
   const client = new x402Client();
   const signer = account.signTypedData ? account : privateKeyToAccount(account.privateKey);
   registerExactEvmScheme(client, { signer });
   client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: PRICE.toString() }] });
-  return wrapFetchWithPayment(fetch, client);
+  const recording = (input, init) => {
+    const h = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+    if (h.get("payment-signature")) seen.push(h.get("payment-signature"));
+    return fetch(input, init);
+  };
+  return wrapFetchWithPayment(recording, client);
 }
+
+const receiptOf = (r) => {
+  const h = r.headers.get("payment-response");
+  return h ? JSON.parse(Buffer.from(h, "base64").toString("utf8")) : null;
+};
 
 async function journal(base, slug) {
   const entries = [];
@@ -114,9 +125,11 @@ describe("reconciliation against a real chain", () => {
     const payTo = pay.accounts.creator.address;
     const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
     facilitator.setMode("answer-then-drop", { path: "/settle" });
-    const r = await payingFetch(pay, pay.accounts.payers[0])(`${p.url}/t/${slug}/hello`);
+    const sent = [];
+    const r = await payingFetch(pay, pay.accounts.payers[0], sent)(`${p.url}/t/${slug}/hello`);
     facilitator.setMode("pass");
     assert.equal(r.status, 502, "the caller is told settlement failed");
+    assert.equal(sent.length, 1);
     const problem = await r.json();
     assert.equal(problem.code, "facilitator_unavailable");
     assert.match(problem.detail, /reconciled against the chain/);
@@ -143,6 +156,34 @@ describe("reconciliation against a real chain", () => {
     assert.equal(settled.reason, "reconciled_from_chain");
     // A second run books nothing twice.
     assert.deepEqual([(await reconcileNow(p.url, slug)).checked, (await journal(p.url, slug)).length], [0, 3]);
+    // The caller retries with the same payment: the answer it paid for, with the chain's
+    // transaction as its receipt, and nothing moves again.
+    const retry = await fetch(`${p.url}/t/${slug}/hello`, { headers: { "payment-signature": sent[0] } });
+    assert.equal(retry.status, 200, await retry.clone().text());
+    assert.equal(retry.headers.get("x-claw-replay"), "true");
+    assert.equal(receiptOf(retry).transaction.toLowerCase(), settled.txRef.toLowerCase());
+    assert.match(await retry.text(), /hello/);
+    assert.equal((await pay.chain.transfersTo(payTo, { fromBlock })).length, 1);
+    assert.equal((await journal(p.url, slug)).length, 3);
+  });
+
+  test("a lost answer is recovered by a retry even before any reconciliation ran", async () => {
+    const slug = "rc-retry-first";
+    await putTenant(p.url, pay, slug);
+    const payTo = pay.accounts.creator.address;
+    const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
+    facilitator.setMode("answer-then-drop", { path: "/settle" });
+    const sent = [];
+    const r = await payingFetch(pay, pay.accounts.payers[2], sent)(`${p.url}/t/${slug}/hello`);
+    facilitator.setMode("pass");
+    assert.equal(r.status, 502);
+    // The retry itself asks the chain (the payment is unknown): settled, so the answer.
+    const retry = await fetch(`${p.url}/t/${slug}/hello`, { headers: { "payment-signature": sent[0] } });
+    assert.equal(retry.status, 200, await retry.clone().text());
+    assert.equal(retry.headers.get("x-claw-replay"), "true");
+    const e = await earnings(p.url, slug);
+    assert.deepEqual([e.settledCount, e.unknownCount], [1, 0]);
+    assert.equal(await assertBooksMatchChain(pay, p.url, slug, payTo, fromBlock), 1);
   });
 
   test("reconcile needs the payout token and an existing tenant", async () => {
@@ -232,18 +273,21 @@ describe("workerd killed (SIGKILL) under paid load", () => {
     });
 
     const outcomes = [];
+    const calls = [];
     const payers = pay.accounts.payers.slice(0, 3);
     await Promise.all(
       payers.map(async (account, i) => {
-        const f = payingFetch(pay, account);
         for (let k = i; k < N; k += payers.length) {
+          const sent = [];
+          const f = payingFetch(pay, account, sent);
+          let status = "lost";
           try {
             const r = await f(`${p.url}/t/${slug}/hello?n=${k}`);
-            outcomes.push(r.status);
+            status = r.status;
             await r.arrayBuffer();
-          } catch {
-            outcomes.push("lost");
-          }
+          } catch {}
+          outcomes.push(status);
+          calls.push({ k, status, payment: sent.at(-1) });
         }
       }),
     );
@@ -256,7 +300,8 @@ describe("workerd killed (SIGKILL) under paid load", () => {
 
     // Restart on the same state; reconcile. Reservations still valid on chain wait; once the
     // chain's clock passes their validBefore a second run decides them.
-    p = await startPlatform({ persistDir, vars, seed: false });
+    // Restarted with the facilitator reached directly (the gate that watched it is gone).
+    p = await startPlatform({ persistDir, vars: { ...vars, FACILITATOR_URL: pay.facilitatorUrl }, seed: false });
     try {
       const first = await reconcileNow(p.url, slug);
       await pay.chain.publicClient.request({ method: "evm_increaseTime", params: [3600] });
@@ -267,6 +312,22 @@ describe("workerd killed (SIGKILL) under paid load", () => {
       const settled = await assertBooksMatchChain(pay, p.url, slug, payTo, fromBlock);
       const e = await earnings(p.url, slug);
       assert.equal(BigInt(e.gross), BigInt(settled) * PRICE);
+      // Every caller who paid and got no answer retries with the same payment and gets it.
+      let lost = 0;
+      let recovered = 0;
+      for (const c of calls.filter((x) => x.status !== 200 && x.payment)) {
+        const retry = await fetch(`${p.url}/t/${slug}/hello?n=${c.k}`, { headers: { "payment-signature": c.payment } });
+        const text = await retry.text();
+        if (retry.headers.get("x-claw-replay") === "true") {
+          lost += 1;
+          assert.equal(retry.status, 200, text);
+          assert.match(text, new RegExp(`n=${c.k}|hello`));
+          recovered += 1;
+        }
+      }
+      assert.ok(recovered >= 1, "the answer cut off by the kill came back");
+      assert.equal(settled, calls.filter((c) => c.status === 200).length + recovered, "every settled payment answered once");
+      assert.equal((await earnings(p.url, slug)).settledCount, settled, "retries charged nothing");
       // The figures of the crash table.
       console.log(
         JSON.stringify({
@@ -274,11 +335,13 @@ describe("workerd killed (SIGKILL) under paid load", () => {
             calls: N,
             killedAtSettle: KILL_AT_SETTLE,
             chainTransfers: (await pay.chain.transfersTo(payTo, { fromBlock })).length,
+            lostAnswersRetried: lost,
             settledAfterReconciliation: settled,
             bookedByReconciliation: first.settled + second.settled,
             voidedByReconciliation: first.voided + second.voided,
             unknownLeft: second.unknownLeft,
             answers: outcomes.filter((o) => o === 200).length,
+            lostAnswersRecovered: recovered,
           },
         }),
       );

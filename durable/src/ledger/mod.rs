@@ -38,6 +38,7 @@ use crate::problem::{Code, Problem};
 use crate::store::{checked_int, Row, SqlStore, SqlValue, StoreError, MAX_SAFE_INTEGER};
 use crate::tenant::{parse_atomic_amount, Network};
 
+mod answers;
 mod payments;
 mod payouts;
 mod read;
@@ -50,6 +51,7 @@ mod tests;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 
+pub use answers::{StoredAnswer, ANSWER_TTL_MS, MAX_STORED_ANSWER_BYTES};
 pub use payments::{ChainFacts, SweepReport};
 pub use read::{AuditReport, DayEarnings, Earnings, EntryPage};
 
@@ -88,7 +90,9 @@ pub const LOCAL_TX_PREFIX: &str = "local:";
 
 /// The last object [`SCHEMA`] creates: when it exists, the whole schema does. A schema
 /// change must create a new marker last, name it here, and migrate from the previous one.
-const SCHEMA_MARKER: &str = "ledger_payments_unknown";
+const SCHEMA_MARKER: &str = "ledger_answers_stored";
+/// The second schema's marker (unknown payments, before stored answers).
+const SCHEMA_V2_MARKER: &str = "ledger_payments_unknown";
 /// The first schema's marker: a ledger that has it and not [`SCHEMA_MARKER`] is migrated
 /// ([`MIGRATE_V1`]) before use.
 const SCHEMA_V1_MARKER: &str = "ledger_payments_tx";
@@ -186,9 +190,21 @@ pub const SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS ledger_payments_tx ON ledger_payments (tx_ref)
         WHERE tx_ref IS NOT NULL",
-    // Last: the marker Ledger::open looks for. The reconciler finds unknown payments.
+    // The reconciler finds unknown payments.
     "CREATE INDEX IF NOT EXISTS ledger_payments_unknown ON ledger_payments (updated_at_ms)
         WHERE state = 'unknown'",
+    // A paid call's buffered answer, kept before settling for a retry of the same payment
+    // (`answers`): status, headers as a JSON array of pairs, the body when it fits.
+    "CREATE TABLE IF NOT EXISTS ledger_answers (
+        payment_key TEXT PRIMARY KEY,
+        status INTEGER NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB,
+        body_bytes INTEGER NOT NULL,
+        stored_at_ms INTEGER NOT NULL
+    )",
+    // Last: the marker Ledger::open looks for. The sweep drops expired answers.
+    "CREATE INDEX IF NOT EXISTS ledger_answers_stored ON ledger_answers (stored_at_ms)",
 ];
 
 /// From the first schema to this one, in one atomic step: the journal and the payments
@@ -391,7 +407,7 @@ fn ser_opt_amount<S: Serializer>(v: &Option<u128>, s: S) -> Result<S::Ok, S::Err
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentState {
     Reserved,
@@ -974,12 +990,15 @@ impl<'s, S: SqlStore> Ledger<'s, S> {
             .is_some();
         if !ready {
             store.atomically(&mut |s| {
-                let v1 = s
-                    .query_opt(
+                let has = |s: &mut S, name: &str| -> Result<bool, LedgerError> {
+                    Ok(s.query_opt(
                         "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
-                        &[SCHEMA_V1_MARKER.into()],
+                        &[name.into()],
                     )?
-                    .is_some();
+                    .is_some())
+                };
+                // The first schema needs its tables rebuilt; the second only gains tables.
+                let v1 = has(s, SCHEMA_V1_MARKER)? && !has(s, SCHEMA_V2_MARKER)?;
                 let steps: [&[&str]; 3] = if v1 {
                     [MIGRATE_V1, SCHEMA, MIGRATE_V1_COPY]
                 } else {

@@ -27,10 +27,17 @@ use worker::{
     Response, Result, State,
 };
 
-use super::reconcile::{parse_result, reconcile, rpc_request, ChainRpc, RECONCILE_BATCH};
-use super::wire::{handle, MAX_BODY_BYTES};
-use super::{Ledger, RESERVATION_TTL_MS, SWEEP_BATCH};
+use super::reconcile::{
+    parse_result, reconcile, reconcile_one, rpc_request, ChainRpc, RECONCILE_BATCH,
+};
+use super::wire::{
+    handle, RecoverRequest, Recovery, StoreAnswerMeta, ANSWER_META_HEADER, MAX_BODY_BYTES,
+};
+use super::{
+    Ledger, StoredAnswer, ANSWER_TTL_MS, MAX_STORED_ANSWER_BYTES, RESERVATION_TTL_MS, SWEEP_BATCH,
+};
 use crate::http::{at_ms, ensure_alarm, json, now_ms, problem, reply, Call};
+use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::tenant::Network;
 
@@ -139,7 +146,62 @@ impl ChainRpc for FetchRpc {
     }
 }
 
+/// `POST /payments/answer`: the metadata header and the raw body.
+fn store_answer(
+    sql: &mut DoSql,
+    meta: Option<&str>,
+    body: Vec<u8>,
+) -> std::result::Result<bool, Problem> {
+    let meta: StoreAnswerMeta =
+        meta.and_then(|m| serde_json::from_str(m).ok())
+            .ok_or_else(|| {
+                Problem::new(Code::InvalidBody)
+                    .detail(format!("{ANSWER_META_HEADER} is missing or invalid"))
+            })?;
+    let answer = StoredAnswer {
+        status: meta.status,
+        headers: meta.headers,
+        body_bytes: meta.body_bytes,
+        body_stored: meta.body_stored,
+        body,
+    };
+    let now = now_ms();
+    Ok(Ledger::open(sql)?.store_answer(&meta.key, &meta.fingerprint, &answer, now)?)
+}
+
 impl TenantLedger {
+    /// `POST /payments/recover`: a retry of a payment. An open one is first decided by the
+    /// chain if it can be (a retry after a crash or a lost answer); then the payment's
+    /// state and its kept answer (metadata in [`ANSWER_META_HEADER`], the body as the body).
+    async fn recover(&self, body: &[u8]) -> Result<Response> {
+        let Ok(r) = serde_json::from_slice::<RecoverRequest>(body) else {
+            return problem(&Problem::new(Code::InvalidBody).detail("expected {key, fingerprint}"));
+        };
+        let now = now_ms();
+        let first = Ledger::open(&mut DoSql::new(&self.state))
+            .and_then(|mut l| l.recovery(&r.key, &r.fingerprint));
+        if let Err(e) = first {
+            return problem(&e.into());
+        }
+        let mut rpc = FetchRpc::from_env(&self.env);
+        if let Err(e) = reconcile_one(&mut DoSql::new(&self.state), &mut rpc, &r.key, now).await {
+            worker::console_error!("ledger: recovery of a payment could not ask the chain: {e}");
+        }
+        let recovered = Ledger::open(&mut DoSql::new(&self.state))
+            .and_then(|mut l| l.recovery(&r.key, &r.fingerprint));
+        match recovered {
+            Ok((p, answer)) => {
+                let body = answer.as_ref().map(|a| a.body.clone()).unwrap_or_default();
+                let meta = serde_json::to_string(&Recovery::of(&p, answer))
+                    .map_err(|e| worker::Error::RustError(e.to_string()))?;
+                let headers = Headers::new();
+                headers.set(ANSWER_META_HEADER, &meta)?;
+                Ok(Response::from_bytes(body)?.with_headers(headers))
+            }
+            Err(e) => problem(&e.into()),
+        }
+    }
+
     /// Sweeps, then asks the chain about up to a batch of open payments (`include_reserved`
     /// on demand); answers the report and when to run again.
     async fn reconcile_now(
@@ -150,7 +212,9 @@ impl TenantLedger {
     {
         let sweep = {
             let mut sql = DoSql::new(&self.state);
-            Ledger::open(&mut sql)?.sweep_expired(now, RESERVATION_TTL_MS, SWEEP_BATCH)?
+            let mut l = Ledger::open(&mut sql)?;
+            l.sweep_answers(now, ANSWER_TTL_MS, SWEEP_BATCH)?;
+            l.sweep_expired(now, RESERVATION_TTL_MS, SWEEP_BATCH)?
         };
         if sweep.marked_unknown > 0 {
             worker::console_log!(
@@ -214,7 +278,14 @@ impl DurableObject for TenantLedger {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let call = match Call::read(&mut req, &[Method::Post], MAX_BODY_BYTES).await? {
+        // A kept answer's body is larger than any other request's.
+        let limit = if req.path() == "/payments/answer" {
+            MAX_STORED_ANSWER_BYTES
+        } else {
+            MAX_BODY_BYTES
+        };
+        let meta = req.headers().get(ANSWER_META_HEADER)?;
+        let call = match Call::read(&mut req, &[Method::Post], limit).await? {
             Ok(call) => call,
             Err(p) => return problem(&p),
         };
@@ -223,6 +294,16 @@ impl DurableObject for TenantLedger {
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect();
+        if call.method == Method::Post && segs.as_slice() == ["payments", "answer"] {
+            let answer = store_answer(&mut DoSql::new(&self.state), meta.as_deref(), call.body);
+            return match answer {
+                Ok(stored) => json(200, &serde_json::json!({ "stored": stored })),
+                Err(p) => problem(&p),
+            };
+        }
+        if call.method == Method::Post && segs.as_slice() == ["payments", "recover"] {
+            return self.recover(&call.body).await;
+        }
         if segs.as_slice() == ["reconcile"] && call.method == Method::Post {
             let now = now_ms();
             return match self.reconcile_now(true, now).await {

@@ -95,6 +95,28 @@ impl<S: SqlStore> Ledger<'_, S> {
         self.pending_after(include_reserved, None, max)
     }
 
+    /// The payment `key` if it is open (reserved or unknown).
+    pub fn pending_payment(&mut self, key: &str) -> Result<Option<Pending>, LedgerError> {
+        let Some(p) = self.payment(key)? else {
+            return Ok(None);
+        };
+        if !matches!(p.state, PaymentState::Reserved | PaymentState::Unknown) {
+            return Ok(None);
+        }
+        Ok(Some(Pending {
+            key: p.key,
+            state: p.state,
+            gross: p.gross,
+            network: p.network,
+            asset: p.asset,
+            payer: p.payer,
+            nonce: p.nonce,
+            valid_before_s: p.valid_before_s,
+            fee_bps: p.fee_bps,
+            reserved_at_ms: p.reserved_at_ms,
+        }))
+    }
+
     /// [`Ledger::pending_payments`] after `cursor` (a payment's `(reserved_at_ms, key)`).
     pub fn pending_after(
         &mut self,
@@ -406,6 +428,32 @@ pub async fn reconcile<S: SqlStore, R: ChainRpc>(
     report.unknown_left = open.opt_int(0)?.unwrap_or(0).try_into().unwrap_or(0);
     report.reserved_left = open.opt_int(1)?.unwrap_or(0).try_into().unwrap_or(0);
     Ok(report)
+}
+
+/// Asks the chain about the one open payment `key` (a retry of it came in); `None` when it
+/// is not open. Books what the chain says, as a run would.
+pub async fn reconcile_one<S: SqlStore, R: ChainRpc>(
+    store: &mut S,
+    rpc: &mut R,
+    key: &str,
+    now_ms: i64,
+) -> Result<Option<Outcome>, LedgerError> {
+    let open = Ledger::open(&mut *store)?.pending_payment(key)?;
+    let Some(p) = open else {
+        return Ok(None);
+    };
+    let mut clocks = BTreeMap::new();
+    let mut report = ReconcileReport::default();
+    decide_page(
+        store,
+        rpc,
+        std::slice::from_ref(&p),
+        &mut clocks,
+        &mut report,
+        now_ms,
+    )
+    .await?;
+    Ok(report.payments.pop().map(|d| d.outcome))
 }
 
 async fn decide_page<S: SqlStore, R: ChainRpc>(

@@ -11,6 +11,8 @@
 //! | `POST /payments/void` | `{key, reason}` | 200 payment + `replayed` |
 //! | `POST /payments/unknown` | `{key, reason}` | 200 payment + `replayed` (the outcome is for the chain to say) |
 //! | `POST /reconcile` | | 200 report (the object asks the chain: `super::reconcile`) |
+//! | `POST /payments/answer` | the answer's body; [`ANSWER_META_HEADER`]: [`StoreAnswerMeta`] | 200 `{stored}` (the first answer stands) |
+//! | `POST /payments/recover` | [`RecoverRequest`] | 200, [`ANSWER_META_HEADER`]: [`Recovery`], body: the kept answer's body |
 //! | `GET /payments?key=` | | 200 payment |
 //! | `POST /payouts` | `{idempotencyKey, fingerprint, amount, destination}` | 201 payout + `replayed: false`, 200 on replay |
 //! | `GET /payouts/{id}` | | 200 payout |
@@ -36,7 +38,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ChainFacts, Ledger, Settlement, DEFAULT_DAYS, DEFAULT_PAGE, MAX_DAYS, MAX_PAGE};
+use super::{
+    ChainFacts, Ledger, PaymentState, Settlement, StoredAnswer, DEFAULT_DAYS, DEFAULT_PAGE,
+    MAX_DAYS, MAX_PAGE,
+};
 use crate::problem::{Code, Problem};
 use crate::store::{SqlStore, MAX_SAFE_INTEGER};
 use crate::tenant::{parse_atomic_amount, Network};
@@ -73,6 +78,64 @@ pub struct SettleRequest {
     pub payer: String,
     pub local_settlement: bool,
     pub fee_bps: u32,
+}
+
+/// The header that carries an answer's metadata next to its raw body (`/payments/answer`,
+/// `/payments/recover`).
+pub const ANSWER_META_HEADER: &str = "x-claw-answer";
+
+/// `POST /payments/answer`'s metadata (the body is the answer's body, when kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreAnswerMeta {
+    pub key: String,
+    pub fingerprint: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body_bytes: u64,
+    pub body_stored: bool,
+}
+
+/// `POST /payments/recover`: a retry of this payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecoverRequest {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// What a retry needs of its payment: its state and, once settled, its receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveredPayment {
+    pub state: PaymentState,
+    pub tx_ref: Option<String>,
+    pub network: Option<Network>,
+    pub payer: Option<String>,
+    pub local_settlement: Option<bool>,
+}
+
+/// `POST /payments/recover`'s answer (its body is the kept answer's body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    pub payment: RecoveredPayment,
+    pub answer: Option<StoredAnswer>,
+}
+
+impl Recovery {
+    pub fn of(p: &super::Payment, answer: Option<StoredAnswer>) -> Recovery {
+        Recovery {
+            payment: RecoveredPayment {
+                state: p.state,
+                tx_ref: p.tx_ref.clone(),
+                network: p.network,
+                payer: p.payer.clone(),
+                local_settlement: p.local_settlement,
+            },
+            answer,
+        }
+    }
 }
 
 /// `POST /payments/void` and `POST /payments/unknown`.

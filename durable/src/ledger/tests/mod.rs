@@ -47,6 +47,7 @@ fn state_of<S: SqlStore>(l: &mut Ledger<'_, S>, key: &str) -> PaymentState {
     l.payment(key).unwrap().unwrap().state
 }
 
+mod answers;
 mod chain;
 mod invariants;
 mod model;
