@@ -69,6 +69,7 @@ import {
   stringToBytes,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { TRANSFER_WITH_AUTHORIZATION } from "./eip3009.mjs";
 
 export const PAGE_LIMIT = 100;
 export const KILL_EXIT_CODE = 86;
@@ -173,16 +174,6 @@ export const EIP3009_ABI = parseAbi([
   "event Transfer(address indexed from, address indexed to, uint256 value)",
 ]);
 
-const TRANSFER_WITH_AUTHORIZATION_TYPES = {
-  TransferWithAuthorization: [
-    { name: "from", type: "address" },
-    { name: "to", type: "address" },
-    { name: "value", type: "uint256" },
-    { name: "validAfter", type: "uint256" },
-    { name: "validBefore", type: "uint256" },
-    { name: "nonce", type: "bytes32" },
-  ],
-};
 
 /**
  * The chain rail: EIP-3009 transfers signed by the treasury, submitted by the gas account.
@@ -276,7 +267,7 @@ export async function chainRail({
       };
       const signature = await treasury.signTypedData({
         domain: { name: tokenName, version: tokenVersion, chainId, verifyingContract: token },
-        types: TRANSFER_WITH_AUTHORIZATION_TYPES,
+        types: TRANSFER_WITH_AUTHORIZATION,
         primaryType: "TransferWithAuthorization",
         message,
       });

@@ -13,11 +13,8 @@
 
 import { execFileSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
-import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
-import { registerExactEvmScheme } from "@x402/evm/exact/client";
-import { privateKeyToAccount } from "viem/accounts";
 import { startLocal, seedDemoTenants, DEV_ADMIN_TOKEN } from "../local/runtime.mjs";
-import { startChainAndFacilitator } from "../local/payments.mjs";
+import { startChainAndFacilitator, paidFetch } from "../local/payments.mjs";
 import { tempStateDir } from "../../tests/e2e/harness.mjs";
 import { randomNonce } from "../../tests/e2e/x402_client.mjs";
 
@@ -33,13 +30,7 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
-function payingFetch(pay, account) {
-  const client = new x402Client();
-  const signer = account.signTypedData ? account : privateKeyToAccount(account.privateKey);
-  registerExactEvmScheme(client, { signer });
-  client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: PRICE }] });
-  return wrapFetchWithPayment(fetch, client);
-}
+const payingFetch = (pay, account) => paidFetch(pay, account, { maxAmountAtomic: PRICE });
 
 async function earnings(base, slug) {
   return (await fetch(`${base}/__platform/ledger/${slug}/earnings`, { headers: auth })).json();

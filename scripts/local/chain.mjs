@@ -155,6 +155,9 @@ async function spawnAnvil({ host, port, chainId, blockTimeS, stateFile }) {
 }
 
 /// A viem chain object for the local chain.
+export { TRANSFER_WITH_AUTHORIZATION } from "../eip3009.mjs";
+
+
 export function localChain(chainId, rpcUrl) {
   return defineChain({
     id: chainId,

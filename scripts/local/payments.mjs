@@ -2,6 +2,9 @@
 // (scripts/local/chain.mjs) plus the official facilitator logic on loopback
 // (scripts/local/facilitator.mjs), started together and stopped together.
 
+import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
+import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { privateKeyToAccount } from "viem/accounts";
 import { startChain } from "./chain.mjs";
 import { startFacilitator } from "./facilitator.mjs";
 
@@ -49,4 +52,24 @@ export async function startChainAndFacilitator({ statePath = null, chainPort = 0
       await chain.stop();
     },
   };
+}
+
+/**
+ * `fetch` that pays with the official v2 client (@x402/fetch + @x402/evm) as `account` (a
+ * viem account, or one of the chain's {address, privateKey} accounts), allowed to pay
+ * `pay`'s token up to `maxAmountAtomic`. `seen` collects the payment headers it sends (to
+ * retry or replay one).
+ */
+export function paidFetch(pay, account, { maxAmountAtomic, seen = [] }) {
+  const client = new x402Client();
+  const signer = account.signTypedData ? account : privateKeyToAccount(account.privateKey);
+  registerExactEvmScheme(client, { signer });
+  // The official client pays only assets it knows unless they are allowed explicitly.
+  client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: String(maxAmountAtomic) }] });
+  const recording = (input, init) => {
+    const h = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+    if (h.get("payment-signature")) seen.push(h.get("payment-signature"));
+    return fetch(input, init);
+  };
+  return wrapFetchWithPayment(recording, client);
 }

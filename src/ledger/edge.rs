@@ -40,13 +40,6 @@ pub async fn call(
     path_and_query: &str,
     body: Option<String>,
 ) -> Result<LedgerAnswer, Unreachable> {
-    let namespace = env
-        .durable_object(LEDGER)
-        .map_err(|e| Unreachable(format!("ledger binding: {e}")))?;
-    let stub = namespace
-        .id_from_name(slug)
-        .and_then(|id| id.get_stub())
-        .map_err(|e| Unreachable(format!("ledger stub: {e}")))?;
     let body = body.map(JsValue::from);
     let req = objects::request(
         &format!("https://ledger.internal{path_and_query}"),
@@ -54,10 +47,7 @@ pub async fn call(
         body,
     )
     .map_err(|e| Unreachable(format!("ledger request: {e}")))?;
-    let mut resp = stub
-        .fetch_with_request(req)
-        .await
-        .map_err(|e| Unreachable(format!("ledger fetch: {e}")))?;
+    let mut resp = send(env, slug, req).await?;
     let status = resp.status_code();
     let body: Value = resp
         .json()
@@ -109,10 +99,6 @@ pub async fn call_raw(
     meta: Option<&str>,
     body: Vec<u8>,
 ) -> Result<RawAnswer, Unreachable> {
-    let stub = env
-        .durable_object(LEDGER)
-        .and_then(|ns| ns.get_by_name(slug))
-        .map_err(|e| Unreachable(format!("ledger stub: {e}")))?;
     let headers = worker::Headers::new();
     if let Some(m) = meta {
         headers
@@ -127,10 +113,7 @@ pub async fn call_raw(
         ));
     let req = worker::Request::new_with_init(&format!("https://ledger.internal{path}"), &init)
         .map_err(|e| Unreachable(format!("ledger request: {e}")))?;
-    let mut resp = stub
-        .fetch_with_request(req)
-        .await
-        .map_err(|e| Unreachable(format!("ledger fetch: {e}")))?;
+    let mut resp = send(env, slug, req).await?;
     let status = resp.status_code();
     let meta = resp.headers().get(ANSWER_META_HEADER).ok().flatten();
     let body = resp
@@ -138,4 +121,19 @@ pub async fn call_raw(
         .await
         .map_err(|e| Unreachable(format!("ledger answer {status}: {e}")))?;
     Ok(RawAnswer { status, meta, body })
+}
+
+/// `req` to `slug`'s ledger object.
+async fn send(
+    env: &Env,
+    slug: &str,
+    req: worker::Request,
+) -> Result<worker::Response, Unreachable> {
+    let stub = env
+        .durable_object(LEDGER)
+        .and_then(|ns| ns.get_by_name(slug))
+        .map_err(|e| Unreachable(format!("ledger stub: {e}")))?;
+    stub.fetch_with_request(req)
+        .await
+        .map_err(|e| Unreachable(format!("ledger fetch: {e}")))
 }

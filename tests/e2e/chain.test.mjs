@@ -6,35 +6,22 @@
 
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { wrapFetchWithPayment as wrapV2, x402Client, decodePaymentResponseHeader } from "@x402/fetch";
-import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { decodePaymentResponseHeader } from "@x402/fetch";
 import { wrapFetchWithPayment as wrapV1, decodeXPaymentResponse } from "x402-fetch";
 import { createWalletClient, http, parseSignature, hexToBigInt, toHex, hashDomain, getTypesForEIP712Domain } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { startPlatform, admin, getJson } from "./harness.mjs";
-import { startChainAndFacilitator } from "../../scripts/local/payments.mjs";
+import { startChainAndFacilitator, paidFetch } from "../../scripts/local/payments.mjs";
 import { startChain, localChain } from "../../scripts/local/chain.mjs";
-import { randomNonce } from "./x402_client.mjs";
+import { randomNonce, TRANSFER_WITH_AUTHORIZATION } from "./x402_client.mjs";
 
 const PAYOUT_TOKEN = "chain-payout-token";
 const PRICE = 2500n; // atomic units (0.0025 ClawUSD)
 const CALLS = 10;
 const SLUG = "chain-paid";
 
-/// An official v2 client paying as `account`, allowed to pay the local token. `seen`
-/// collects the payment headers it sends (to replay one later).
-function v2Fetch(pay, account, seen = []) {
-  const client = new x402Client();
-  registerExactEvmScheme(client, { signer: account });
-  // The official client pays only assets it knows unless they are allowed explicitly.
-  client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: PRICE.toString() }] });
-  const recording = (input, init) => {
-    const h = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
-    if (h.get("payment-signature")) seen.push(h.get("payment-signature"));
-    return fetch(input, init);
-  };
-  return wrapV2(recording, client);
-}
+/// An official v2 client paying as `account`; `seen` collects its payment headers.
+const v2Fetch = (pay, account, seen = []) => paidFetch(pay, account, { maxAmountAtomic: PRICE, seen });
 
 /// Every entry of the tenant's ledger journal, all pages.
 async function journal(base, slug) {
@@ -190,14 +177,7 @@ describe("ClawUSD, the local EIP-3009 token", () => {
   const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
   const domain = () => ({ name: "USDC", version: "2", chainId: chain.chainId, verifyingContract: chain.token });
   const authTypes = (primaryType) => ({
-    [primaryType]: [
-      { name: "from", type: "address" },
-      { name: "to", type: "address" },
-      { name: "value", type: "uint256" },
-      { name: "validAfter", type: "uint256" },
-      { name: "validBefore", type: "uint256" },
-      { name: "nonce", type: "bytes32" },
-    ],
+    [primaryType]: TRANSFER_WITH_AUTHORIZATION.TransferWithAuthorization,
   });
   async function signed(primaryType = "TransferWithAuthorization", o = {}) {
     const payer = o.payer ?? chain.accounts.payers[2];

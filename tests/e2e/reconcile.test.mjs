@@ -11,31 +11,16 @@
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
-import { registerExactEvmScheme } from "@x402/evm/exact/client";
-import { privateKeyToAccount } from "viem/accounts";
 import { startPlatform, admin, getJson, tempStateDir } from "./harness.mjs";
-import { startChainAndFacilitator } from "../../scripts/local/payments.mjs";
+import { startChainAndFacilitator, paidFetch } from "../../scripts/local/payments.mjs";
 import { startFaultProxy } from "../fakes/fault_proxy.mjs";
 
 const PAYOUT_TOKEN = "reconcile-payout-token";
 const PRICE = 1500n;
 const auth = { authorization: `Bearer ${PAYOUT_TOKEN}` };
 
-/// An official v2 client paying as `account`, allowed to pay the local token. `seen`
-/// collects the payment headers it sends (to retry one as a caller whose answer was lost).
-function payingFetch(pay, account, seen = []) {
-  const client = new x402Client();
-  const signer = account.signTypedData ? account : privateKeyToAccount(account.privateKey);
-  registerExactEvmScheme(client, { signer });
-  client.setSpendControls({ allowedAssets: [{ network: pay.network, asset: pay.token, maxAmountPerPayment: PRICE.toString() }] });
-  const recording = (input, init) => {
-    const h = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
-    if (h.get("payment-signature")) seen.push(h.get("payment-signature"));
-    return fetch(input, init);
-  };
-  return wrapFetchWithPayment(recording, client);
-}
+/// An official v2 client paying as `account`; `seen` collects its payment headers.
+const payingFetch = (pay, account, seen = []) => paidFetch(pay, account, { maxAmountAtomic: PRICE, seen });
 
 const receiptOf = (r) => {
   const h = r.headers.get("payment-response");
@@ -119,16 +104,22 @@ describe("reconciliation against a real chain", () => {
     await pay?.stop();
   });
 
-  test("a settlement whose answer is lost is unknown, then booked from the chain once the RPC answers honestly", async () => {
-    const slug = "rc-lost-answer";
+  /// A new tenant and one paid call to it whose settlement goes through the fault proxy in
+  /// `mode`: the call's answer, its payment header, and where the chain stood before.
+  async function faultedCall(slug, payer, mode) {
     await putTenant(p.url, pay, slug);
-    const payTo = pay.accounts.creator.address;
     const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
-    facilitator.setMode("answer-then-drop", { path: "/settle" });
+    facilitator.setMode(mode, { path: "/settle" });
     const sent = [];
-    const r = await payingFetch(pay, pay.accounts.payers[0], sent)(`${p.url}/t/${slug}/hello`);
+    const r = await payingFetch(pay, pay.accounts.payers[payer], sent)(`${p.url}/t/${slug}/hello`);
     facilitator.setMode("pass");
     assert.equal(r.status, 502, "the caller is told settlement failed");
+    return { r, sent, fromBlock, payTo: pay.accounts.creator.address };
+  }
+
+  test("a settlement whose answer is lost is unknown, then booked from the chain once the RPC answers honestly", async () => {
+    const slug = "rc-lost-answer";
+    const { r, sent, fromBlock, payTo } = await faultedCall(slug, 0, "answer-then-drop");
     assert.equal(sent.length, 1);
     const problem = await r.json();
     assert.equal(problem.code, "facilitator_unavailable");
@@ -169,14 +160,7 @@ describe("reconciliation against a real chain", () => {
 
   test("a lost answer is recovered by a retry even before any reconciliation ran", async () => {
     const slug = "rc-retry-first";
-    await putTenant(p.url, pay, slug);
-    const payTo = pay.accounts.creator.address;
-    const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
-    facilitator.setMode("answer-then-drop", { path: "/settle" });
-    const sent = [];
-    const r = await payingFetch(pay, pay.accounts.payers[2], sent)(`${p.url}/t/${slug}/hello`);
-    facilitator.setMode("pass");
-    assert.equal(r.status, 502);
+    const { sent, fromBlock, payTo } = await faultedCall(slug, 2, "answer-then-drop");
     // The retry itself asks the chain (the payment is unknown): settled, so the answer.
     const retry = await fetch(`${p.url}/t/${slug}/hello`, { headers: { "payment-signature": sent[0] } });
     assert.equal(retry.status, 200, await retry.clone().text());
@@ -199,13 +183,7 @@ describe("reconciliation against a real chain", () => {
   // Last in this chain's life: it moves the chain's clock forward.
   test("a settlement that never reached the chain waits while valid, and is voided once the chain's clock passes validBefore", async () => {
     const slug = "rc-never-sent";
-    await putTenant(p.url, pay, slug);
-    const payTo = pay.accounts.creator.address;
-    const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
-    facilitator.setMode("drop", { path: "/settle" });
-    const r = await payingFetch(pay, pay.accounts.payers[1])(`${p.url}/t/${slug}/hello`);
-    facilitator.setMode("pass");
-    assert.equal(r.status, 502);
+    const { fromBlock, payTo } = await faultedCall(slug, 1, "drop");
     let report = await reconcileNow(p.url, slug);
     assert.deepEqual([report.settled, report.voided, report.waiting], [0, 0, 1], "still valid: it may yet settle");
     // The chain's clock moves past validBefore: no block can include it any more.

@@ -18,17 +18,8 @@ export const PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
 const CHAIN_IDS = { "base-sepolia": 84532, "eip155:84532": 84532, base: 8453, "eip155:8453": 8453 };
 
 const b64 = (v) => Buffer.from(JSON.stringify(v), "utf8").toString("base64");
-/// EIP-3009's typed data: what a payer signs, what a facilitator checks.
-export const TRANSFER_WITH_AUTHORIZATION = {
-  TransferWithAuthorization: [
-    { name: "from", type: "address" },
-    { name: "to", type: "address" },
-    { name: "value", type: "uint256" },
-    { name: "validAfter", type: "uint256" },
-    { name: "validBefore", type: "uint256" },
-    { name: "nonce", type: "bytes32" },
-  ],
-};
+export { TRANSFER_WITH_AUTHORIZATION } from "../../scripts/eip3009.mjs";
+import { TRANSFER_WITH_AUTHORIZATION } from "../../scripts/eip3009.mjs";
 
 export const unb64 = (s) => JSON.parse(Buffer.from(s, "base64").toString("utf8"));
 

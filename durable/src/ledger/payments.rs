@@ -221,11 +221,7 @@ impl<S: SqlStore> Ledger<'_, S> {
         reason: &str,
         now_ms: i64,
     ) -> Result<Applied<Payment>, LedgerError> {
-        check_token("key", key, MAX_KEY_LEN)?;
-        check_text("reason", reason, MAX_REASON_LEN)?;
-        check_now(now_ms)?;
-        self.store
-            .atomically(&mut |s| void_in(s, key, reason, false, now_ms))
+        self.close_payment(key, reason, now_ms, Close::Void)
     }
 
     /// Voids a reserved or unknown payment the chain says can never settle (its
@@ -237,11 +233,7 @@ impl<S: SqlStore> Ledger<'_, S> {
         reason: &str,
         now_ms: i64,
     ) -> Result<Applied<Payment>, LedgerError> {
-        check_token("key", key, MAX_KEY_LEN)?;
-        check_text("reason", reason, MAX_REASON_LEN)?;
-        check_now(now_ms)?;
-        self.store
-            .atomically(&mut |s| void_in(s, key, reason, true, now_ms))
+        self.close_payment(key, reason, now_ms, Close::VoidUnsettled)
     }
 
     /// Marks a reserved payment `unknown`: its settlement was sent and no usable answer
@@ -254,12 +246,33 @@ impl<S: SqlStore> Ledger<'_, S> {
         reason: &str,
         now_ms: i64,
     ) -> Result<Applied<Payment>, LedgerError> {
+        self.close_payment(key, reason, now_ms, Close::MarkUnknown)
+    }
+
+    /// The checks and the atomic step the three share.
+    fn close_payment(
+        &mut self,
+        key: &str,
+        reason: &str,
+        now_ms: i64,
+        how: Close,
+    ) -> Result<Applied<Payment>, LedgerError> {
         check_token("key", key, MAX_KEY_LEN)?;
         check_text("reason", reason, MAX_REASON_LEN)?;
         check_now(now_ms)?;
-        self.store
-            .atomically(&mut |s| mark_unknown_in(s, key, reason, now_ms))
+        self.store.atomically(&mut |s| match how {
+            Close::Void => void_in(s, key, reason, false, now_ms),
+            Close::VoidUnsettled => void_in(s, key, reason, true, now_ms),
+            Close::MarkUnknown => mark_unknown_in(s, key, reason, now_ms),
+        })
     }
+}
+
+#[derive(Clone, Copy)]
+enum Close {
+    Void,
+    VoidUnsettled,
+    MarkUnknown,
 }
 
 /// Moves a payment's gross out of its open bucket (`reserved` or `unknown`).
