@@ -106,6 +106,7 @@ codes! {
     PathTraversal = ("path_traversal", 400, "Invalid request URL"),
     PaymentAlreadySettled = ("payment_already_settled", 409, "Payment already settled"),
     PaidAnswerNotKept = ("paid_answer_not_kept", 410, "Paid answer not kept"),
+    PaymentIdentifierReused = ("payment_identifier_reused", 409, "Payment identifier reused"),
     PaymentOutcomeUnknown = ("payment_outcome_unknown", 409, "Payment outcome unknown"),
     PaymentAlreadyVoided = ("payment_already_voided", 409, "Payment already voided"),
     PaymentHeaderTooLarge = ("payment_header_too_large", 400, "Payment header is invalid"),

@@ -113,6 +113,13 @@ async fn paid_call(
     usage
         .record()
         .payment(&accepted.payer.to_lower_hex(), accepted.amount_atomic);
+    // A client's payment id (payment-identifier extension) seen before: the payment it
+    // named, looked up before anything is verified.
+    if let Some(id) = payment.payment_id.as_deref() {
+        if let Some(kept) = recover(env, &config.slug, &accepted, version, Some(id)).await {
+            return Ok(kept);
+        }
+    }
     let facilitator_body = facilitator_request_body(&payment, &offer);
     if let Verifier::Facilitator { base, timeout_ms } = &verifier {
         let verified = match facilitator::post(base, "/verify", &facilitator_body, *timeout_ms)
@@ -122,7 +129,7 @@ async fn paid_call(
             Ok(v) => v,
             Err(f) => {
                 // A retry of a payment that already paid does not need the facilitator.
-                if let Some(kept) = recover(env, &config.slug, &accepted, version).await {
+                if let Some(kept) = recover(env, &config.slug, &accepted, version, None).await {
                     return Ok(kept);
                 }
                 return Err(f.to_problem("verify"));
@@ -131,7 +138,7 @@ async fn paid_call(
         if let Err(e) = check_verify_response(&verified, &payment) {
             // A retry of a payment that already paid (its nonce is spent, so verify
             // refuses it) gets the answer it paid for.
-            if let Some(kept) = recover(env, &config.slug, &accepted, version).await {
+            if let Some(kept) = recover(env, &config.slug, &accepted, version, None).await {
                 return Ok(kept);
             }
             return Ok(refuse_recorded(usage, &offer, &e));
@@ -140,10 +147,11 @@ async fn paid_call(
 
     // 3. Reserve: from here on, every path that does not serve voids.
     let slug = config.slug.as_str();
-    if let Err(p) = reserve(env, slug, &accepted, config.plan.fee_bps()).await {
+    let payment_id = payment.payment_id.as_deref();
+    if let Err(p) = reserve(env, slug, &accepted, config.plan.fee_bps(), payment_id).await {
         // The same payment again: its kept answer, or why not (in flight, unknown).
         if p.status == 409 {
-            if let Some(kept) = recover(env, slug, &accepted, version).await {
+            if let Some(kept) = recover(env, slug, &accepted, version, None).await {
                 return Ok(kept);
             }
         }
@@ -328,7 +336,13 @@ fn settle_failure(f: &FacilitatorFailure, version: X402Version, a: &AcceptedPaym
     resp
 }
 
-async fn reserve(env: &Env, slug: &str, a: &AcceptedPayment, fee_bps: u32) -> Result<(), Problem> {
+async fn reserve(
+    env: &Env,
+    slug: &str,
+    a: &AcceptedPayment,
+    fee_bps: u32,
+    payment_id: Option<&str>,
+) -> Result<(), Problem> {
     let body = wire_json(&ReserveRequest {
         key: a.idempotency_key.clone(),
         fingerprint: a.fingerprint.clone(),
@@ -339,6 +353,7 @@ async fn reserve(env: &Env, slug: &str, a: &AcceptedPayment, fee_bps: u32) -> Re
         nonce: a.nonce.to_lower_hex(),
         valid_before_s: i64::try_from(a.valid_before_s).unwrap_or(i64::MAX),
         fee_bps,
+        payment_id: payment_id.map(str::to_owned),
     });
     let answer = ledger::call(env, slug, Method::Post, "/payments/reserve", Some(body))
         .await
@@ -421,17 +436,21 @@ async fn keep_answer(
     }
 }
 
-/// A retry of payment `a`: the kept answer with its receipt when the payment settled
-/// (asked of the chain first when its outcome was open), or the problem that says why not.
-/// `None`: nothing to recover (an unknown or voided payment, another payment's key).
+/// A retry of payment `a` (named by its key, or by the client's payment id): the kept
+/// answer with its receipt when the payment settled (asked of the chain first when its
+/// outcome was open), or the problem that says why not (an id bound to another payment:
+/// 409 `payment_identifier_reused`). `None`: nothing to recover (an unknown id or payment,
+/// a voided payment, another payment's key).
 async fn recover(
     env: &Env,
     slug: &str,
     a: &AcceptedPayment,
     version: X402Version,
+    payment_id: Option<&str>,
 ) -> Option<Response> {
     let ask = RecoverRequest {
-        key: a.idempotency_key.clone(),
+        key: payment_id.is_none().then(|| a.idempotency_key.clone()),
+        payment_id: payment_id.map(str::to_owned),
         fingerprint: a.fingerprint.clone(),
     };
     let r = ledger::call_raw(
@@ -445,7 +464,10 @@ async fn recover(
     .map_err(|e| worker::console_error!("recover {}: {}", a.idempotency_key, e.0))
     .ok()?;
     if r.status != 200 {
-        return None;
+        return r
+            .problem()
+            .filter(|p| p.code == Code::PaymentIdentifierReused)
+            .map(|p| respond::problem(&p));
     }
     let rec: Recovery = serde_json::from_str(r.meta.as_deref()?).ok()?;
     match recovered(&rec, a) {

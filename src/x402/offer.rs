@@ -155,12 +155,39 @@ impl Offer {
                 mime_type: self.mime_type.clone(),
             },
             accepts: vec![self.requirements_v2()],
+            extensions: payment_identifier_declaration(),
         };
         Challenge {
             body_v1: to_json(&v1),
             header_v2: base64::engine::general_purpose::STANDARD.encode(to_json(&v2)),
         }
     }
+}
+
+/// The 402's declaration of the `payment-identifier` extension: optional for clients; an id
+/// they send makes a retry of the same payment idempotent (the kept answer), and a reuse of
+/// it for another payment a 409.
+fn payment_identifier_declaration() -> serde_json::Value {
+    use super::payment::{PAYMENT_IDENTIFIER, PAYMENT_ID_MAX_CHARS, PAYMENT_ID_MIN_CHARS};
+    serde_json::json!({
+        PAYMENT_IDENTIFIER: {
+            "info": { "required": false },
+            "schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {
+                    "required": { "type": "boolean" },
+                    "id": {
+                        "type": "string",
+                        "minLength": PAYMENT_ID_MIN_CHARS,
+                        "maxLength": PAYMENT_ID_MAX_CHARS,
+                        "pattern": "^[a-zA-Z0-9_-]+$"
+                    }
+                },
+                "required": ["required"]
+            }
+        }
+    })
 }
 
 /// Serializing these plain structs of strings and integers cannot fail.
@@ -240,6 +267,8 @@ struct PaymentRequiredV2 {
     error: String,
     resource: ResourceInfo,
     accepts: Vec<RequirementsV2>,
+    /// After `accepts`: the spec's example is a prefix of ours.
+    extensions: serde_json::Value,
 }
 
 #[cfg(test)]
@@ -296,12 +325,26 @@ pub(crate) mod tests {
 
     #[test]
     fn v2_header_is_the_spec_example() {
-        // The transports-v2 HTTP spec's example PAYMENT-REQUIRED header, decoded.
+        // The transports-v2 HTTP spec's example PAYMENT-REQUIRED header, decoded, plus the
+        // payment-identifier extension's declaration (compared on its own below).
         let c = usdc_offer().challenge(None);
         let json = base64::engine::general_purpose::STANDARD
             .decode(&c.header_v2)
             .unwrap();
-        let header: Value = serde_json::from_slice(&json).unwrap();
+        let mut header: Value = serde_json::from_slice(&json).unwrap();
+        let extensions = header
+            .as_object_mut()
+            .unwrap()
+            .remove("extensions")
+            .unwrap();
+        assert_eq!(
+            extensions["payment-identifier"]["info"],
+            json!({"required": false})
+        );
+        assert_eq!(
+            extensions["payment-identifier"]["schema"]["properties"]["id"]["minLength"],
+            16
+        );
         assert_eq!(
             header,
             json!({

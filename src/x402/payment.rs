@@ -60,6 +60,9 @@ pub struct PaymentPayload {
     pub signature: EvmSignature,
     /// v2 only.
     pub accepted: Option<AcceptedV2>,
+    /// v2's `payment-identifier` extension: the client's idempotency id, checked
+    /// ([`PAYMENT_ID_MIN_CHARS`]..=[`PAYMENT_ID_MAX_CHARS`] of `A-Z a-z 0-9 _ -`).
+    pub payment_id: Option<String>,
     /// The decoded JSON exactly as the client sent it: what the facilitator gets.
     raw: Box<RawValue>,
 }
@@ -72,6 +75,38 @@ impl PaymentPayload {
     /// The payment payload JSON as received (for `paymentPayload` in facilitator calls).
     pub fn raw_json(&self) -> &RawValue {
         &self.raw
+    }
+}
+
+/// The `payment-identifier` extension's name (x402 v2 extensions).
+pub const PAYMENT_IDENTIFIER: &str = "payment-identifier";
+pub const PAYMENT_ID_MIN_CHARS: usize = 16;
+pub const PAYMENT_ID_MAX_CHARS: usize = 128;
+
+/// The client's payment id from a v2 payload's `extensions["payment-identifier"].info.id`:
+/// absent (no extension, or an echo of the server's declaration without an id) is `None`;
+/// present, it must be 16-128 characters of `A-Z a-z 0-9 _ -`.
+fn payment_id(
+    extensions: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<String>, X402Error> {
+    let Some(id) = extensions
+        .and_then(|e| e.get(PAYMENT_IDENTIFIER))
+        .and_then(|x| x.get("info"))
+        .and_then(|info| info.get("id"))
+    else {
+        return Ok(None);
+    };
+    let ok = id.as_str().filter(|s| {
+        (PAYMENT_ID_MIN_CHARS..=PAYMENT_ID_MAX_CHARS).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    match ok {
+        Some(s) => Ok(Some(s.to_owned())),
+        None => Err(X402Error::InvalidPayload {
+            field: "extensions.payment-identifier.info.id",
+            reason: "must be 16 to 128 characters of A-Z a-z 0-9 _ -",
+        }),
     }
 }
 
@@ -118,12 +153,12 @@ pub fn decode_payment_header(
         });
     }
 
-    let (network, accepted, payload) = match version {
+    let (network, accepted, payload, payment_id) = match version {
         X402Version::V1 => {
             let wire: WireV1 = from_json(&json)?;
             check_scheme(&wire.scheme)?;
             let network = parse_network(&wire.network, X402Version::V1)?;
-            (network, None, wire.payload)
+            (network, None, wire.payload, None)
         }
         X402Version::V2 => {
             let wire: WireV2 = from_json(&json)?;
@@ -141,7 +176,8 @@ pub fn decode_payment_header(
                 extra_name: extra.name,
                 extra_version: extra.version,
             };
-            (network, Some(accepted), wire.payload)
+            let id = payment_id(wire.extensions.as_ref())?;
+            (network, Some(accepted), wire.payload, id)
         }
     };
     let payload: WireExactPayload = from_json(payload.get())?;
@@ -154,6 +190,7 @@ pub fn decode_payment_header(
         authorization,
         signature,
         accepted,
+        payment_id,
         raw,
     })
 }
@@ -234,8 +271,8 @@ struct WireV2 {
     #[serde(default)]
     #[allow(dead_code)]
     resource: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Type-checked; `payment-identifier` is read.
     #[serde(default)]
-    #[allow(dead_code)]
     extensions: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

@@ -129,11 +129,18 @@ fn x402_spec_example_signature_recovers_to_its_from() {
     assert_eq!(recovered.unwrap(), a.from);
 }
 
-/// The transports-v2 HTTP spec's PAYMENT-REQUIRED example, byte for byte.
+/// The transports-v2 HTTP spec's PAYMENT-REQUIRED example, byte for byte, followed by our
+/// `extensions` member (the payment-identifier declaration), which the spec's example lacks.
 #[test]
 fn v2_challenge_is_the_spec_header_byte_for_byte() {
     let spec = "eyJ4NDAyVmVyc2lvbiI6MiwiZXJyb3IiOiJQQVlNRU5ULVNJR05BVFVSRSBoZWFkZXIgaXMgcmVxdWlyZWQiLCJyZXNvdXJjZSI6eyJ1cmwiOiJodHRwczovL2FwaS5leGFtcGxlLmNvbS9wcmVtaXVtLWRhdGEiLCJkZXNjcmlwdGlvbiI6IkFjY2VzcyB0byBwcmVtaXVtIG1hcmtldCBkYXRhIiwibWltZVR5cGUiOiJhcHBsaWNhdGlvbi9qc29uIn0sImFjY2VwdHMiOlt7InNjaGVtZSI6ImV4YWN0IiwibmV0d29yayI6ImVpcDE1NTo4NDUzMiIsImFtb3VudCI6IjEwMDAwIiwiYXNzZXQiOiIweDAzNkNiRDUzODQyYzU0MjY2MzRlNzkyOTU0MWVDMjMxOGYzZENGN2UiLCJwYXlUbyI6IjB4MjA5NjkzQmM2YWZjMEM1MzI4YkEzNkZhRjAzQzUxNEVGMzEyMjg3QyIsIm1heFRpbWVvdXRTZWNvbmRzIjo2MCwiZXh0cmEiOnsibmFtZSI6IlVTREMiLCJ2ZXJzaW9uIjoiMiJ9fV19";
-    assert_eq!(usdc_offer().challenge(None).header_v2, spec);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ours =
+        String::from_utf8(b64.decode(usdc_offer().challenge(None).header_v2).unwrap()).unwrap();
+    let spec = String::from_utf8(b64.decode(spec).unwrap()).unwrap();
+    let (head, extensions) = ours.split_once(r#","extensions":"#).unwrap();
+    assert_eq!(format!("{head}}}"), spec);
+    assert!(extensions.starts_with(r#"{"payment-identifier":{"info":{"required":false}"#));
 }
 
 /// The transports-v2 HTTP spec's PAYMENT-SIGNATURE example, decoded, matched and verified
@@ -1089,4 +1096,35 @@ proptest! {
         let got = verify_locally(&p, &offer, NOW_MS);
         prop_assert!(got.is_err(), "flaw {} verified: {:?}", flaw, got);
     }
+}
+
+/// The payment-identifier extension: the client's id is read from a v2 payload; absent, or
+/// an echo of the server's declaration without an id, is none; a malformed one is refused.
+#[test]
+fn payment_identifiers_are_read_and_checked() {
+    let (_, _, _, v2) = signed(X402Version::V2);
+    let with_ext = |ext: Value| {
+        let mut v = v2.clone();
+        v["extensions"] = ext;
+        decode_json(X402Version::V2, &v)
+    };
+    let id = "pay_7d5d747be160e280504c099d984bcfe0";
+    let p =
+        with_ext(json!({"payment-identifier": {"info": {"required": false, "id": id}}})).unwrap();
+    assert_eq!(p.payment_id.as_deref(), Some(id));
+    assert_eq!(with_ext(json!({})).unwrap().payment_id, None);
+    let echo = json!({"payment-identifier": {"info": {"required": false}, "schema": {}}});
+    assert_eq!(with_ext(echo).unwrap().payment_id, None);
+    for bad in [
+        json!("short"),
+        json!("x".repeat(129)),
+        json!("has space in it ok"),
+        json!(42),
+    ] {
+        let r = with_ext(json!({"payment-identifier": {"info": {"id": bad}}}));
+        assert_eq!(code(r), "invalid_payment_payload", "{bad}");
+    }
+    // v1 has no extensions: never an id.
+    let (_, _, _, v1) = signed(X402Version::V1);
+    assert_eq!(decode_json(X402Version::V1, &v1).unwrap().payment_id, None);
 }

@@ -11,6 +11,11 @@ import { startPlatform, admin, assertProblem, getJson, tempStateDir } from "./ha
 import { ROOT } from "../../scripts/local/runtime.mjs";
 import { startFacilitator } from "../fakes/x402_facilitator.mjs";
 import {
+  appendPaymentIdentifierToExtensions,
+  validatePaymentIdentifierRequirement,
+  paymentIdentifierSchema,
+} from "@x402/extensions/payment-identifier";
+import {
   pricedTenant,
   readChallenge,
   payHeaders,
@@ -235,6 +240,42 @@ describe("local verification (ALLOW_LOCAL_X402_VERIFICATION=true)", () => {
     assert.deepEqual(e2.map((e) => e.kind), ["payment_reserved", "payment_voided"]);
     // A voided payment cannot be used again.
     assertProblem(assert, await getJson(`${p.url}/t/paid-b/hello`, { headers: thrown.payment }), 409, "payment_already_voided");
+  });
+
+  test("payment-identifier: declared in the 402; the same id and payment get the kept answer, another payment under it a 409", async () => {
+    assert.equal((await admin(p.url).put("paid-id", pricedTenant())).status, 201);
+    const url = `${p.url}/t/paid-id/hello`;
+    const c = await challengeFor(url);
+    // The declaration, as the official extension package reads it.
+    const declared = c.v2.extensions["payment-identifier"];
+    assert.deepEqual(declared.info, { required: false });
+    assert.deepEqual(declared.schema.required, paymentIdentifierSchema.required);
+    assert.equal(validatePaymentIdentifierRequirement(undefined, declared.info.required).valid, true);
+    // The client adds its id with the official helper.
+    const id = `pay_${randomNonce().slice(2, 34)}`;
+    const withId = (extensions) => (json) => ({ ...json, extensions });
+    const extensions = appendPaymentIdentifierToExtensions(structuredClone(c.v2.extensions), id);
+    const nonce = randomNonce();
+    const headers = await payHeaders(c, 2, { nonce, tamper: withId(extensions) });
+    const first = await getJson(url, { headers });
+    assert.equal(first.status, 200, first.text);
+    // Same id, same payment: the kept answer, charged once.
+    const again = await getJson(url, { headers });
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.headers.get("x-claw-replay"), "true");
+    assert.equal(again.text, first.text);
+    // Same id, another payment: 409, nothing reserved for it.
+    const other = randomNonce();
+    const reused = await getJson(url, { headers: await payHeaders(c, 2, { nonce: other, tamper: withId(extensions) }) });
+    assertProblem(assert, reused, 409, "payment_identifier_reused");
+    assert.deepEqual((await entriesOf(p.url, "paid-id", other)).length, 0);
+    assert.deepEqual((await entriesOf(p.url, "paid-id", nonce)).map((e) => e.kind), ["payment_reserved", "payment_settled"]);
+    // A malformed id is refused before anything else.
+    const bad = appendPaymentIdentifierToExtensions(structuredClone(c.v2.extensions), "pay_0123456789abcdef");
+    bad["payment-identifier"].info.id = "no spaces allowed here";
+    const refused = await getJson(url, { headers: await payHeaders(c, 2, { tamper: withId(bad) }) });
+    assert.equal(refused.status, 400, refused.text);
+    assert.equal(refused.json.code, "invalid_payment_payload");
   });
 
   test("50 concurrent requests carrying one payment: served exactly once, recorded once", async () => {

@@ -192,7 +192,7 @@ describe("one event per call", () => {
     assert.deepEqual([e.stage, e.statusCode, e.errorCode, e.countable], ["error", 403, "tenant_suspended", false]);
   });
 
-  test("paid calls: challenged, settled, verify failed, replayed, settlement failed, tenant error, voided replayed", async () => {
+  test("paid calls: challenged, settled, verify failed, replayed (kept answer), settlement failed, tenant error, voided replayed", async () => {
     await put("ev-paid", pricedTenant());
     const url = `${p.url}/t/ev-paid/hello`;
     const c = await challengeOf(url); // 1: challenged
@@ -202,9 +202,11 @@ describe("one event per call", () => {
     const forged = await paidCall(url, c, { account: other, from: payer.address }); // 3: verify failed
     assert.equal(forged.status, 402, forged.text);
     // 4: the same payment again: its nonce is spent, so the facilitator refuses it at verify
-    // (as the real one does, from the chain's authorizationState).
+    // (as the real one does, from the chain's authorizationState); it is this tenant's
+    // settled payment, so the caller gets its kept answer: served, never counted or billed.
     const replay = await fetch(url, { headers: ok.headers });
-    assert.equal(replay.status, 402);
+    assert.equal(replay.status, 200);
+    assert.equal(replay.headers.get("x-claw-replay"), "true");
     f.setMode({ settle: "fail" });
     const unsettled = await paidCall(url, c); // 5: settlement failed
     f.setMode({ settle: "success" });
@@ -229,7 +231,10 @@ describe("one event per call", () => {
     assert.equal(settled.payerHash, payerHash(payer.address), "SHA-256(salt || 0 || payer:<address>)");
     assert.equal(settled.callerHash, payerHash(payer.address), "a paid caller is its payer");
     assert.deepEqual([failed.stage, failed.countable, failed.payerHash], ["verify_failed", false, payerHash(payer.address)]);
-    assert.deepEqual([replayed.stage, replayed.statusCode, replayed.errorCode], ["verify_failed", 402, "payment_verification_failed"]);
+    assert.deepEqual(
+      [replayed.stage, replayed.statusCode, replayed.countable, replayed.billable],
+      ["served", 200, false, false],
+    );
     assert.deepEqual([voidedAgain.stage, voidedAgain.statusCode, voidedAgain.errorCode], ["verify_failed", 409, "payment_already_voided"]);
     assert.deepEqual(
       [settleFailed.stage, settleFailed.settlementResult, settleFailed.paymentSuccess, settleFailed.countable, settleFailed.billable],

@@ -203,6 +203,12 @@ pub const SCHEMA: &[&str] = &[
         body_bytes INTEGER NOT NULL,
         stored_at_ms INTEGER NOT NULL
     )",
+    // The payment-identifier extension: a client's id, bound to the one payment it named.
+    "CREATE TABLE IF NOT EXISTS ledger_payment_ids (
+        payment_id TEXT PRIMARY KEY,
+        payment_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL
+    )",
     // Last: the marker Ledger::open looks for. The sweep drops expired answers.
     "CREATE INDEX IF NOT EXISTS ledger_answers_stored ON ledger_answers (stored_at_ms)",
 ];
@@ -250,6 +256,8 @@ pub enum LedgerError {
     PaymentAlreadyVoided,
     #[error("the payment's settlement outcome is unknown until the chain is asked")]
     PaymentOutcomeUnknown,
+    #[error("the payment identifier was already used for a different payment")]
+    PaymentIdentifierReused,
     #[error("the payment key was already used for a different payment")]
     PaymentKeyReused,
     #[error("the payment was already settled differently ({0})")]
@@ -286,6 +294,7 @@ impl LedgerError {
             LedgerError::PaymentAlreadySettled => Code::PaymentAlreadySettled,
             LedgerError::PaymentAlreadyVoided => Code::PaymentAlreadyVoided,
             LedgerError::PaymentOutcomeUnknown => Code::PaymentOutcomeUnknown,
+            LedgerError::PaymentIdentifierReused => Code::PaymentIdentifierReused,
             LedgerError::PaymentKeyReused => Code::PaymentKeyReused,
             LedgerError::SettlementConflict(_) => Code::SettlementConflict,
             LedgerError::TransactionAlreadyRecorded(_) => Code::TransactionAlreadyRecorded,

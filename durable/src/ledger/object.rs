@@ -34,7 +34,8 @@ use super::wire::{
     handle, RecoverRequest, Recovery, StoreAnswerMeta, ANSWER_META_HEADER, MAX_BODY_BYTES,
 };
 use super::{
-    Ledger, StoredAnswer, ANSWER_TTL_MS, MAX_STORED_ANSWER_BYTES, RESERVATION_TTL_MS, SWEEP_BATCH,
+    Ledger, LedgerError, StoredAnswer, ANSWER_TTL_MS, MAX_STORED_ANSWER_BYTES, RESERVATION_TTL_MS,
+    SWEEP_BATCH,
 };
 use crate::http::{at_ms, ensure_alarm, json, now_ms, problem, reply, Call};
 use crate::problem::{Code, Problem};
@@ -146,6 +147,34 @@ impl ChainRpc for FetchRpc {
     }
 }
 
+/// The payment a retry names: by key, or by the client's payment id (bound to one payment
+/// and its fingerprint); checked against the retry's fingerprint.
+fn recovery_key(
+    l: &mut Ledger<'_, DoSql>,
+    r: &RecoverRequest,
+) -> std::result::Result<String, LedgerError> {
+    let key = match (&r.key, &r.payment_id) {
+        (Some(key), None) => key.clone(),
+        (None, Some(id)) => {
+            let (key, fingerprint) = l
+                .payment_by_id(id)?
+                .ok_or_else(|| LedgerError::PaymentNotFound(id.clone()))?;
+            if fingerprint != r.fingerprint {
+                return Err(LedgerError::PaymentIdentifierReused);
+            }
+            key
+        }
+        _ => {
+            return Err(LedgerError::Invalid {
+                field: "key",
+                reason: "name the payment by key or by paymentId".into(),
+            })
+        }
+    };
+    l.recovery(&key, &r.fingerprint)?;
+    Ok(key)
+}
+
 /// `POST /payments/answer`: the metadata header and the raw body.
 fn store_answer(
     sql: &mut DoSql,
@@ -178,17 +207,18 @@ impl TenantLedger {
             return problem(&Problem::new(Code::InvalidBody).detail("expected {key, fingerprint}"));
         };
         let now = now_ms();
-        let first = Ledger::open(&mut DoSql::new(&self.state))
-            .and_then(|mut l| l.recovery(&r.key, &r.fingerprint));
-        if let Err(e) = first {
-            return problem(&e.into());
-        }
+        let key = match Ledger::open(&mut DoSql::new(&self.state))
+            .and_then(|mut l| recovery_key(&mut l, &r))
+        {
+            Ok(key) => key,
+            Err(e) => return problem(&e.into()),
+        };
         let mut rpc = FetchRpc::from_env(&self.env);
-        if let Err(e) = reconcile_one(&mut DoSql::new(&self.state), &mut rpc, &r.key, now).await {
+        if let Err(e) = reconcile_one(&mut DoSql::new(&self.state), &mut rpc, &key, now).await {
             worker::console_error!("ledger: recovery of a payment could not ask the chain: {e}");
         }
         let recovered = Ledger::open(&mut DoSql::new(&self.state))
-            .and_then(|mut l| l.recovery(&r.key, &r.fingerprint));
+            .and_then(|mut l| l.recovery(&key, &r.fingerprint));
         match recovered {
             Ok((p, answer)) => {
                 let body = answer.as_ref().map(|a| a.body.clone()).unwrap_or_default();

@@ -174,13 +174,46 @@ impl<S: SqlStore> Ledger<'_, S> {
         facts: Option<&ChainFacts<'_>>,
         now_ms: i64,
     ) -> Result<Payment, LedgerError> {
+        self.reserve_identified(key, fingerprint, gross, facts, None, now_ms)
+    }
+
+    /// [`Ledger::reserve_with`], binding the client's `payment_id` (the x402
+    /// payment-identifier extension) to this payment: an id already bound to another
+    /// payment is refused (`payment_identifier_reused`) and nothing is reserved.
+    pub fn reserve_identified(
+        &mut self,
+        key: &str,
+        fingerprint: &str,
+        gross: u128,
+        facts: Option<&ChainFacts<'_>>,
+        payment_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Payment, LedgerError> {
         check_token("key", key, MAX_KEY_LEN)?;
         check_token("fingerprint", fingerprint, MAX_FINGERPRINT_LEN)?;
         check_positive("gross", gross)?;
         check_now(now_ms)?;
+        if let Some(id) = payment_id {
+            check_token("paymentId", id, MAX_KEY_LEN)?;
+        }
         let facts = facts.map(check_facts).transpose()?;
-        self.store
-            .atomically(&mut |s| reserve_in(s, key, fingerprint, gross, facts.as_ref(), now_ms))
+        self.store.atomically(&mut |s| {
+            if let Some(id) = payment_id {
+                bind_payment_id(s, id, key, fingerprint)?;
+            }
+            reserve_in(s, key, fingerprint, gross, facts.as_ref(), now_ms)
+        })
+    }
+
+    /// The payment (key, fingerprint) a client's payment id is bound to.
+    pub fn payment_by_id(&mut self, id: &str) -> Result<Option<(String, String)>, LedgerError> {
+        check_token("paymentId", id, MAX_KEY_LEN)?;
+        let row = self.store.query_opt(
+            "SELECT payment_key, fingerprint FROM ledger_payment_ids WHERE payment_id = ?",
+            &[id.into()],
+        )?;
+        row.map(|r| Ok((r.text(0)?.to_owned(), r.text(1)?.to_owned())))
+            .transpose()
     }
 
     /// Settles a reserved payment, splitting its gross into fee and net at `fee_bps` and
@@ -273,6 +306,31 @@ enum Close {
     Void,
     VoidUnsettled,
     MarkUnknown,
+}
+
+/// Binds `id` to the payment `key`; the same binding again is fine, another is refused.
+fn bind_payment_id<S: SqlStore>(
+    s: &mut S,
+    id: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<(), LedgerError> {
+    let bound = s.query_opt(
+        "SELECT payment_key, fingerprint FROM ledger_payment_ids WHERE payment_id = ?",
+        &[id.into()],
+    )?;
+    match bound {
+        Some(r) if r.text(0)? == key && r.text(1)? == fingerprint => Ok(()),
+        Some(_) => Err(LedgerError::PaymentIdentifierReused),
+        None => {
+            s.exec(
+                "INSERT INTO ledger_payment_ids (payment_id, payment_key, fingerprint)
+                 VALUES (?, ?, ?)",
+                &[id.into(), key.into(), fingerprint.into()],
+            )?;
+            Ok(())
+        }
+    }
 }
 
 /// Moves a payment's gross out of its open bucket (`reserved` or `unknown`).

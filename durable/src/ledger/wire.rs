@@ -66,6 +66,9 @@ pub struct ReserveRequest {
     pub valid_before_s: i64,
     /// The tenant plan's fee, for a settlement booked by reconciliation.
     pub fee_bps: u32,
+    /// The client's payment-identifier id, bound to this payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
 }
 
 /// `POST /payments/settle`.
@@ -96,11 +99,16 @@ pub struct StoreAnswerMeta {
     pub body_stored: bool,
 }
 
-/// `POST /payments/recover`: a retry of this payment.
+/// `POST /payments/recover`: a retry of this payment, named by its key or by the client's
+/// payment id (the payment-identifier extension). With an id unknown to the ledger: 404; an
+/// id bound to another payment: 409 `payment_identifier_reused`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecoverRequest {
-    pub key: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub payment_id: Option<String>,
     pub fingerprint: String,
 }
 
@@ -256,7 +264,15 @@ pub fn handle<S: SqlStore>(
                 valid_before_s: b.valid_before_s,
                 fee_bps: b.fee_bps,
             };
-            let p = ledger.reserve_with(&b.key, &b.fingerprint, gross, Some(&facts), now_ms)?;
+            let id = b.payment_id.as_deref();
+            let p = ledger.reserve_identified(
+                &b.key,
+                &b.fingerprint,
+                gross,
+                Some(&facts),
+                id,
+                now_ms,
+            )?;
             Ok((201, to_value(&p)))
         }
         ("POST", ["payments", "settle"]) => {

@@ -90,3 +90,29 @@ fn answers_over_the_bound_are_kept_without_their_body_and_expire() {
     );
     assert!(l.answer("big").unwrap().is_none());
 }
+
+#[test]
+fn a_payment_id_names_one_payment() {
+    let mut db = MemSql::new();
+    let mut l = Ledger::open(&mut db).unwrap();
+    let id = "pay_7d5d747be160e280504c099d984bcfe0";
+    l.reserve_identified("k1", "fp1", 10, None, Some(id), T0)
+        .unwrap();
+    assert_eq!(
+        l.payment_by_id(id).unwrap(),
+        Some(("k1".into(), "fp1".into()))
+    );
+    // The same id for another payment: refused, and that payment is not reserved.
+    refused(
+        l.reserve_identified("k2", "fp2", 10, None, Some(id), T0),
+        "payment_identifier_reused",
+    );
+    assert!(l.payment("k2").unwrap().is_none());
+    assert_eq!(l.payment_by_id("pay_unknown_000000000000").unwrap(), None);
+    // The same payment again with its id: the payment's own state decides.
+    refused(
+        l.reserve_identified("k1", "fp1", 10, None, Some(id), T0),
+        "payment_in_flight",
+    );
+    l.audit().unwrap();
+}
