@@ -98,24 +98,31 @@ impl Row {
     }
 
     pub fn opt_blob(&self, i: usize) -> Result<Option<&[u8]>, StoreError> {
-        match self.get(i)? {
-            SqlValue::Null => Ok(None),
-            SqlValue::Blob(v) => Ok(Some(v)),
-            _ => Err(StoreError::Column {
-                index: i,
-                expected: "blob or null",
-            }),
-        }
+        self.nullable(i, "blob or null", |v| match v {
+            SqlValue::Blob(b) => Some(b.as_slice()),
+            _ => None,
+        })
     }
 
     pub fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        self.nullable(i, "text or null", |v| match v {
+            SqlValue::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Column `i` as `pick` reads it, or `None` for NULL; anything else is an error.
+    fn nullable<'r, T: ?Sized>(
+        &'r self,
+        i: usize,
+        expected: &'static str,
+        pick: fn(&'r SqlValue) -> Option<&'r T>,
+    ) -> Result<Option<&'r T>, StoreError> {
         match self.get(i)? {
             SqlValue::Null => Ok(None),
-            SqlValue::Text(v) => Ok(Some(v)),
-            _ => Err(StoreError::Column {
-                index: i,
-                expected: "text or null",
-            }),
+            v => pick(v)
+                .map(Some)
+                .ok_or(StoreError::Column { index: i, expected }),
         }
     }
 }

@@ -162,7 +162,31 @@ try {
     checked += r.checked;
   }
   const perK = ((performance.now() - rs) / checked) * 1000;
-  console.log(`\n3. Reconciliation: ${checked} unknown payments asked about in batches of 100: ${(perK / 1000).toFixed(2)} s per 1,000 (one eth_call each, all still valid: waiting)`);
+  console.log(`\n3. Reconciliation: ${checked} unknown payments asked about (pages of 100, one run): ${(perK / 1000).toFixed(2)} s per 1,000 (one eth_call each, all still valid: waiting)`);
+
+  // 4. What keeping the answer adds to a paid call: one more ledger round trip, measured
+  //    on its own (reserve, then keep a 1 KiB answer), sequentially.
+  const ANSWERS = Number(process.env.BENCH_ANSWERS ?? 300);
+  const body = "x".repeat(1024);
+  const keepMs = [];
+  const reserveMs = [];
+  for (let i = 0; i < ANSWERS; i++) {
+    const key = `keep:${randomNonce()}`;
+    const fingerprint = randomNonce().slice(2);
+    let t = performance.now();
+    await post("/payments/reserve", {
+      key, fingerprint, gross: PRICE, network: pay.network, asset: pay.token,
+      payer: pay.accounts.payers[0].address, nonce: randomNonce(), validBeforeS, feeBps: 500,
+    });
+    reserveMs.push(performance.now() - t);
+    t = performance.now();
+    const meta = JSON.stringify({ key, fingerprint, status: 200, headers: [["content-type", "application/json"]], bodyBytes: body.length, bodyStored: true });
+    const res = await stub.fetch("https://ledger.internal/payments/answer", { method: "POST", headers: { "x-claw-answer": meta }, body });
+    await res.text();
+    if (res.status !== 200) throw new Error(`keep answer: ${res.status}`);
+    keepMs.push(performance.now() - t);
+  }
+  console.log(`\n4. Keeping a paid answer (1 KiB) in the ledger: p50 ${pct(keepMs, 50).toFixed(2)} ms, p99 ${pct(keepMs, 99).toFixed(2)} ms per call (a reserve, for scale: p50 ${pct(reserveMs, 50).toFixed(2)} ms); ${ANSWERS} sequential, through Miniflare's stub from node`);
   await p.dispose();
 } finally {
   await pay.stop();
