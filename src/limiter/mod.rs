@@ -35,9 +35,10 @@ use claw_durable::limiter::identity::{caller_key, caller_object_name, global_obj
 use claw_durable::limiter::shard::{global_shard_count, global_shard_policy, shard_for_sequence};
 use claw_durable::limiter::{caller_policy, CheckRequest, Decision, LimiterError};
 use claw_durable::problem::{Code, Problem};
-use claw_durable::tenant::{FailureMode, Rate, TenantConfig};
+use claw_durable::tenant::{FailureMode, Price, Rate, TenantConfig};
 
-use crate::x402::{decode_payment_header, select_payment_header};
+use crate::x402::eip712::verify_authorization_signature;
+use crate::x402::{decode_payment_header, select_payment_header, Offer};
 
 pub const HEADER_RATELIMIT_POLICY: &str = "RateLimit-Policy";
 pub const HEADER_RATELIMIT: &str = "RateLimit";
@@ -59,27 +60,24 @@ pub struct CallerHeaders<'a> {
 }
 
 /// The caller's limiter key, the first that applies:
-/// - a paid tenant's call with one payment header that decodes: `payer:0x...` (the
-///   authorization's `from`). A free tenant never reads payment headers: nothing would
-///   ever check them, so anyone could mint a fresh limit per request with a made-up payer;
+/// - a paid tenant's call with one payment header that decodes and whose EIP-712 signature
+///   recovers to its `from` (checked locally with secp256k1, no network): `payer:0x...`. A
+///   header whose signature does not recover to `from` (made up, tampered, for another
+///   token) is ignored here, so the next rule applies: inventing a payer per request cannot
+///   mint a fresh limit. A free tenant never reads payment headers at all;
 /// - the tenant's `apiKeyHeader`, when configured and present: `key:<sha256>`;
 /// - `cf-connecting-ip`: `ip:<address>` (IPv6 by /64);
 /// - `anon`, shared by everyone without any of these.
 ///
-/// The payer is not yet verified here (the limiter runs before the paywall, so that
-/// refused requests never reach the facilitator): a paid caller can claim any payer, but
-/// a made-up payment is refused by the paywall before the tenant runs, and the global
-/// limit bounds what all callers together can send on. API keys are the tenant's to
-/// check, likewise.
+/// Only the signature is checked here (the limiter runs before the paywall, so that refused
+/// requests never reach the facilitator): amount, recipient and window are the paywall's.
+/// A payer is whoever holds the key: a caller with many funded keys has many limits, as
+/// it would with many IPs; the global limit bounds them all. API keys are the tenant's to
+/// check.
 pub fn identify(config: &TenantConfig, h: &CallerHeaders<'_>) -> String {
-    let payer = if config.is_paid() {
-        select_payment_header(h.x_payment, h.payment_signature)
-            .ok()
-            .flatten()
-            .and_then(|(version, value)| decode_payment_header(version, value).ok())
-            .map(|payment| payment.payer().to_lower_hex())
-    } else {
-        None
+    let payer = match &config.price {
+        Some(price) => signed_payer(price, h),
+        None => None,
     };
     let api_key = if config.api_key_header.is_some() {
         h.api_key
@@ -87,6 +85,20 @@ pub fn identify(config: &TenantConfig, h: &CallerHeaders<'_>) -> String {
         None
     };
     caller_key(payer.as_deref(), api_key, h.connecting_ip)
+}
+
+/// The resource URL of the offer built only for its EIP-712 domain.
+const DOMAIN_ONLY_RESOURCE: &str = "https://limiter.internal/";
+
+/// The payer of a payment header whose signature recovers to its `from` under the token's
+/// EIP-712 domain (the tenant's price names the token, its network and domain).
+fn signed_payer(price: &Price, h: &CallerHeaders<'_>) -> Option<String> {
+    let (version, value) = select_payment_header(h.x_payment, h.payment_signature).ok()??;
+    let payment = decode_payment_header(version, value).ok()?;
+    // Only the token's EIP-712 domain matters here; the offer's resource URL does not.
+    let offer = Offer::from_price(price, DOMAIN_ONLY_RESOURCE, "").ok()?;
+    verify_authorization_signature(&offer, &payment.authorization, &payment.signature).ok()?;
+    Some(payment.payer().to_lower_hex())
 }
 
 /// One limiter object to ask: its name and the `POST /check` body.
@@ -308,11 +320,11 @@ impl LimitPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
     use claw_durable::limiter::shard::MAX_GLOBAL_SHARDS;
     use proptest::prelude::*;
 
-    const PAYER: &str = "0x857b06519E91e3A54538791bDbb0E22373e36b66";
+    use crate::x402::evm::Address;
+    use crate::x402::testkit::{b64, v1_json, TestSigner};
 
     fn config(extra: &str) -> TenantConfig {
         let body =
@@ -324,19 +336,17 @@ mod tests {
         "asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e",
         "payTo":"0x1111111111111111111111111111111111111111"}"#;
 
-    fn v1_header(from: &str) -> String {
-        let json = serde_json::json!({
-            "x402Version": 1, "scheme": "exact", "network": "base-sepolia",
-            "payload": {
-                "signature": format!("0x{}1b", "ab".repeat(64)),
-                "authorization": {
-                    "from": from, "to": "0x1111111111111111111111111111111111111111",
-                    "value": "1000", "validAfter": "0", "validBefore": "9999999999",
-                    "nonce": format!("0x{}", "00".repeat(32)),
-                }
-            }
-        });
-        base64::engine::general_purpose::STANDARD.encode(json.to_string())
+    /// A v1 `X-PAYMENT` for the test price, signed by `signer` (or, with `claimed`, naming
+    /// another `from` than the one who signed: a made-up payer).
+    fn v1_header(signer: &TestSigner, claimed: Option<Address>) -> String {
+        let price = config(PRICE).price.unwrap();
+        let offer = Offer::from_price(&price, DOMAIN_ONLY_RESOURCE, "").unwrap();
+        let mut a = signer.authorization(&offer, 1_900_000_000, 7);
+        let sig = signer.sign_authorization(&offer, &a);
+        if let Some(from) = claimed {
+            a.from = from;
+        }
+        b64(&v1_json(&offer, &a, &sig).to_string())
     }
 
     fn decision(allowed: bool, remaining: u32, retry_ms: Option<u64>) -> Decision {
@@ -388,14 +398,29 @@ mod tests {
     }
 
     #[test]
-    fn paid_call_is_keyed_by_a_decodable_payers_address() {
+    fn paid_call_is_keyed_by_the_payer_whose_signature_recovers() {
         let paid = config(&format!(r#"{PRICE},"apiKeyHeader":"x-api-key""#));
-        let header = v1_header(PAYER);
+        let alice = TestSigner::alice();
+        let header = v1_header(&alice, None);
         let h = every_header(&header);
         assert_eq!(
             identify(&paid, &h),
-            "payer:0x857b06519e91e3a54538791bdbb0e22373e36b66"
+            format!("payer:{}", alice.address().to_lower_hex())
         );
+        // A made-up payer (the signature does not recover to `from`) is ignored: the API
+        // key, then the IP, as if there were no payment header.
+        let invented = Address::parse("0x2222222222222222222222222222222222222222").unwrap();
+        let forged = v1_header(&alice, Some(invented));
+        let made_up = CallerHeaders {
+            x_payment: Some(&forged),
+            ..h
+        };
+        assert!(identify(&paid, &made_up).starts_with("key:"));
+        let no_key = CallerHeaders {
+            api_key: None,
+            ..made_up
+        };
+        assert_eq!(identify(&paid, &no_key), "ip:192.0.2.1");
         // Undecodable or ambiguous payment headers fall through to the API key, then the IP.
         let junk = CallerHeaders {
             x_payment: Some("bm90IGpzb24="),
@@ -412,7 +437,7 @@ mod tests {
 
     #[test]
     fn free_tenants_ignore_payment_headers_and_unconfigured_api_keys() {
-        let header = v1_header(PAYER);
+        let header = v1_header(&TestSigner::alice(), None);
         let h = every_header(&header);
         assert_eq!(identify(&config(""), &h), "ip:192.0.2.1");
         let keyed = config(r#","apiKeyHeader":"x-api-key""#);

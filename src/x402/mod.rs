@@ -27,7 +27,7 @@ pub mod payment;
 pub mod receipt;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 

@@ -11,7 +11,9 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import http from "node:http";
+import { privateKeyToAccount, generatePrivateKey } from "viem/accounts";
 import { startPlatform, admin, assertProblem, tempStateDir } from "./harness.mjs";
+import { TRANSFER_WITH_AUTHORIZATION } from "../../scripts/eip3009.mjs";
 import { startLocal, seedDemoTenants } from "../../scripts/local/runtime.mjs";
 
 const PRICE = {
@@ -96,23 +98,30 @@ function randomAddress() {
   return "0x" + crypto.randomBytes(20).toString("hex");
 }
 
-/// A v1 `X-PAYMENT` that decodes (right shape, made-up signature): what identity reads.
-function paymentHeader(from) {
+const randomPayer = () => privateKeyToAccount(generatePrivateKey());
+
+/// A v1 `X-PAYMENT` for PRICE signed by `payer` (a viem account), as a client signs it;
+/// `claimed` puts another `from` in it than the one who signed (a made-up payer).
+async function paymentHeader(payer, claimed) {
+  const authorization = {
+    from: payer.address,
+    to: PRICE.payTo,
+    value: PRICE.amountAtomic,
+    validAfter: "0",
+    validBefore: String(Math.floor(Date.now() / 1000) + 3600),
+    nonce: "0x" + crypto.randomBytes(32).toString("hex"),
+  };
+  const signature = await payer.signTypedData({
+    domain: { name: "USDC", version: "2", chainId: 84532, verifyingContract: PRICE.asset },
+    types: TRANSFER_WITH_AUTHORIZATION,
+    primaryType: "TransferWithAuthorization",
+    message: { ...authorization, value: BigInt(authorization.value), validAfter: 0n, validBefore: BigInt(authorization.validBefore) },
+  });
   const json = {
     x402Version: 1,
     scheme: "exact",
     network: "base-sepolia",
-    payload: {
-      signature: "0x" + crypto.randomBytes(64).toString("hex") + "1b",
-      authorization: {
-        from,
-        to: PRICE.payTo,
-        value: PRICE.amountAtomic,
-        validAfter: "0",
-        validBefore: String(Math.floor(Date.now() / 1000) + 3600),
-        nonce: "0x" + crypto.randomBytes(32).toString("hex"),
-      },
-    },
+    payload: { signature, authorization: { ...authorization, from: claimed ?? payer.address } },
   };
   return Buffer.from(JSON.stringify(json)).toString("base64");
 }
@@ -200,36 +209,45 @@ describe("caller identity", () => {
     assert.equal((await call(url, { ...ip, "x-api-key": "key-c" })).status, 200);
   });
 
-  test("paid calls are keyed by the payer of a decodable payment header", async () => {
+  test("paid calls are keyed by the payer whose signature recovers from the payment header", async () => {
     await put("rl-paid", fn({ price: PRICE, rateLimit: { perCaller: "3/1h", burst: 2 } }));
     const url = `${p.url}/t/rl-paid/hello`;
-    const alice = randomAddress();
-    const bob = randomAddress();
-    const at = (ip, payer) => ({ "cf-connecting-ip": ip, ...(payer ? { "x-payment": paymentHeader(payer) } : {}) });
+    const alice = randomPayer();
+    const bob = randomPayer();
+    const at = async (ip, payer) => ({ "cf-connecting-ip": ip, ...(payer ? { "x-payment": await paymentHeader(payer) } : {}) });
     const limited = (r) => r.status === 429;
-    // Whatever the paywall answers to a made-up payment, the call was admitted by the
+    // Whatever the paywall answers (no facilitator here), the call was admitted by the
     // limiter (not 429) and carries the RateLimit fields.
-    const first = await Promise.all(Array.from({ length: 10 }, () => call(url, at("192.0.2.60", alice))));
+    const headers = await Promise.all(Array.from({ length: 10 }, () => at("192.0.2.60", alice)));
+    const first = await Promise.all(headers.map((h) => call(url, h)));
     assert.equal(first.filter((r) => !limited(r)).length, 3);
     for (const r of first) assert.equal(parseFields(r.headers.get("ratelimit-policy")).caller.q, 3);
     // The same payer from another address is the same caller; another payer is not.
-    assert.ok(limited(await call(url, at("192.0.2.61", alice))));
-    assert.ok(!limited(await call(url, at("192.0.2.60", bob))));
+    assert.ok(limited(await call(url, await at("192.0.2.61", alice))));
+    assert.ok(!limited(await call(url, await at("192.0.2.60", bob))));
     // No payment header: the IP is the caller, untouched by alice's calls.
-    assert.ok(!limited(await call(url, at("192.0.2.60"))));
+    assert.ok(!limited(await call(url, await at("192.0.2.60"))));
     // A payment header that does not decode counts as absent: the IP's limit applies.
     const junk = { "cf-connecting-ip": "192.0.2.62", "x-payment": "bm90IGEgcGF5bWVudA==" };
     const junkRs = await Promise.all(Array.from({ length: 6 }, () => call(url, junk)));
     assert.equal(junkRs.filter((r) => !limited(r)).length, 3);
     assert.ok(limited(await call(url, { "cf-connecting-ip": "192.0.2.62" })));
+    // Inventing a payer per request (a `from` the signature does not recover to) mints no
+    // fresh limits: the IP's limit applies to all of them.
+    const forger = randomPayer();
+    const invented = await Promise.all(
+      Array.from({ length: 6 }, async () => ({ "cf-connecting-ip": "192.0.2.63", "x-payment": await paymentHeader(forger, randomAddress()) })),
+    );
+    const inventedRs = await Promise.all(invented.map((h) => call(url, h)));
+    assert.equal(inventedRs.filter((r) => !limited(r)).length, 3);
   });
 
   test("a free tenant ignores payment headers: made-up payers cannot mint fresh limits", async () => {
     await put("rl-free", fn({ rateLimit: { perCaller: "2/1h", burst: 1 } }));
     const url = `${p.url}/t/rl-free/hello`;
-    const rs = await Promise.all(
-      Array.from({ length: 8 }, () => call(url, { "cf-connecting-ip": "192.0.2.70", "x-payment": paymentHeader(randomAddress()) })),
-    );
+    // Properly signed, each by a fresh payer: a free tenant still does not read them.
+    const payments = await Promise.all(Array.from({ length: 8 }, () => paymentHeader(randomPayer())));
+    const rs = await Promise.all(payments.map((h) => call(url, { "cf-connecting-ip": "192.0.2.70", "x-payment": h })));
     assert.equal(count(rs, 200), 2);
   });
 });
