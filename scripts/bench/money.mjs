@@ -13,11 +13,10 @@
 //    clock passes every validBefore). Printed: transfers on chain, ledger settled / reserved
 //    / unknown before and after, lost answers and their retries.
 
-import { execFileSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { startLocal, seedDemoTenants, DEV_ADMIN_TOKEN } from "../local/runtime.mjs";
 import { startChainAndFacilitator, paidFetch } from "../local/payments.mjs";
-import { tempStateDir } from "../../tests/e2e/harness.mjs";
+import { tempStateDir, childPids } from "../../tests/e2e/harness.mjs";
 import { randomNonce } from "../../tests/e2e/x402_client.mjs";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 200);
@@ -42,13 +41,7 @@ async function reconcile(base, slug) {
   return (await fetch(`${base}/__platform/ledger/${slug}/reconcile`, { method: "POST", headers: auth })).json();
 }
 
-function workerdPids() {
-  try {
-    return execFileSync("pgrep", ["-P", String(process.pid), "workerd"], { encoding: "utf8" }).split("\n").filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
+const workerdPids = () => childPids("workerd");
 
 const pay = await startChainAndFacilitator();
 const settleMs = [];

@@ -121,3 +121,24 @@ export async function getJson(url, init) {
   } catch {}
   return { status: res.status, headers: res.headers, text, json };
 }
+
+/// The pids of this process's children named `name` (Miniflare runs workerd as one), read
+/// from /proc: for killing the runtime with SIGKILL in tests and benchmarks.
+export function childPids(name, parent = process.pid) {
+  const pids = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // "pid (comm) state ppid ...": comm may hold spaces, so split after its closing paren.
+    const close = stat.lastIndexOf(")");
+    const comm = stat.slice(stat.indexOf("(") + 1, close);
+    const ppid = Number(stat.slice(close + 2).split(" ")[1]);
+    if (comm === name && ppid === parent) pids.push(Number(entry));
+  }
+  return pids;
+}

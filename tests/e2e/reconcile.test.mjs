@@ -10,8 +10,7 @@
 
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { startPlatform, admin, getJson, tempStateDir } from "./harness.mjs";
+import { startPlatform, admin, getJson, tempStateDir, childPids } from "./harness.mjs";
 import { startChainAndFacilitator, paidFetch } from "../../scripts/local/payments.mjs";
 import { startFaultProxy } from "../fakes/fault_proxy.mjs";
 
@@ -198,16 +197,7 @@ describe("reconciliation against a real chain", () => {
 });
 
 /// The pids of this process's workerd children (Miniflare runs one).
-function workerdPids() {
-  try {
-    return execFileSync("pgrep", ["-P", String(process.pid), "workerd"], { encoding: "utf8" })
-      .split("\n")
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
+const workerdPids = () => childPids("workerd");
 
 describe("workerd killed (SIGKILL) under paid load", () => {
   let pay;
