@@ -247,7 +247,7 @@ impl<S: SqlStore> Ledger<'_, S> {
     /// Voids a reserved payment (the tenant failed, or settlement was refused). Voiding a
     /// voided payment returns the original (`replayed`); a settled payment cannot be
     /// voided, nor can an `unknown` one (only the chain decides those:
-    /// [`Ledger::void_unsettled`]).
+    /// the reconciler, [`Close::VoidUnsettled`]).
     pub fn void(
         &mut self,
         key: &str,
@@ -255,18 +255,6 @@ impl<S: SqlStore> Ledger<'_, S> {
         now_ms: i64,
     ) -> Result<Applied<Payment>, LedgerError> {
         self.close_payment(key, reason, now_ms, Close::Void)
-    }
-
-    /// Voids a reserved or unknown payment the chain says can never settle (its
-    /// authorization unused, and the chain's clock past its `validBefore`). For the
-    /// reconciler only.
-    pub fn void_unsettled(
-        &mut self,
-        key: &str,
-        reason: &str,
-        now_ms: i64,
-    ) -> Result<Applied<Payment>, LedgerError> {
-        self.close_payment(key, reason, now_ms, Close::VoidUnsettled)
     }
 
     /// Marks a reserved payment `unknown`: its settlement was sent and no usable answer
@@ -282,8 +270,11 @@ impl<S: SqlStore> Ledger<'_, S> {
         self.close_payment(key, reason, now_ms, Close::MarkUnknown)
     }
 
-    /// The checks and the atomic step the three share.
-    fn close_payment(
+    /// Closes a payment: voids it (its own call: only a reserved one; the reconciler,
+    /// [`Close::VoidUnsettled`]: also an unknown one the chain says can never settle, its
+    /// authorization unused and the chain's clock past its `validBefore`), or marks it
+    /// unknown. The checks and the atomic step all three share.
+    pub(super) fn close_payment(
         &mut self,
         key: &str,
         reason: &str,
@@ -302,7 +293,7 @@ impl<S: SqlStore> Ledger<'_, S> {
 }
 
 #[derive(Clone, Copy)]
-enum Close {
+pub(super) enum Close {
     Void,
     VoidUnsettled,
     MarkUnknown,

@@ -16,9 +16,9 @@
 //! Anything the chain cannot answer (no RPC for the network, an error, a garbage answer, a
 //! wrong chain id, a used authorization whose transaction is not in the logs) leaves the
 //! payment as it is and is reported: nothing is booked on a guess. Every booking goes
-//! through [`Ledger::settle`] / [`Ledger::void_unsettled`], so it is a journal entry checked
-//! by the same invariants as any other, and a payment decided meanwhile by its own call is
-//! not booked twice.
+//! through [`Ledger::settle`] or the ledger's own close (`Close::VoidUnsettled`), so it is a
+//! journal entry checked by the same invariants as any other, and a payment decided
+//! meanwhile by its own call is not booked twice.
 //!
 //! The JSON-RPC requests and the parsing of answers are pure ([`authorization_state_params`],
 //! [`parse_bool_word`], ...); the transport is the caller's ([`ChainRpc`]: `fetch` in the
@@ -30,6 +30,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::payments::Close;
 use super::{check_now, Ledger, LedgerError, PaymentState, Settlement};
 use crate::store::SqlStore;
 use crate::tenant::Network;
@@ -192,7 +193,7 @@ impl<S: SqlStore> Ledger<'_, S> {
             }
             ChainAnswer::Unused { chain_time_s } => match p.valid_before_s {
                 Some(before) if *chain_time_s > before => {
-                    self.void_unsettled(&p.key, UNSETTLED_REASON, now_ms)?;
+                    self.close_payment(&p.key, UNSETTLED_REASON, now_ms, Close::VoidUnsettled)?;
                     Ok(Outcome::Voided)
                 }
                 Some(before) => Ok(waiting(&format!(
