@@ -93,6 +93,8 @@ describe("reconciliation against a real chain", () => {
         FACILITATOR_URL: facilitator.url,
         CHAIN_RPC_URLS: JSON.stringify({ [pay.network]: rpc.url }),
         PLATFORM_PAYOUT_TOKEN: PAYOUT_TOKEN,
+        // A settle that lands and then hangs is cut by the platform's own timeout.
+        FACILITATOR_TIMEOUT_MS: "3000",
       },
     });
   });
@@ -105,14 +107,14 @@ describe("reconciliation against a real chain", () => {
 
   /// A new tenant and one paid call to it whose settlement goes through the fault proxy in
   /// `mode`: the call's answer, its payment header, and where the chain stood before.
-  async function faultedCall(slug, payer, mode) {
+  async function faultedCall(slug, payer, mode, status = 502) {
     await putTenant(p.url, pay, slug);
     const fromBlock = (await pay.chain.publicClient.getBlockNumber()) + 1n;
     facilitator.setMode(mode, { path: "/settle" });
     const sent = [];
     const r = await payingFetch(pay, pay.accounts.payers[payer], sent)(`${p.url}/t/${slug}/hello`);
     facilitator.setMode("pass");
-    assert.equal(r.status, 502, "the caller is told settlement failed");
+    assert.equal(r.status, status, "the caller is told settlement failed");
     return { r, sent, fromBlock, payTo: pay.accounts.creator.address };
   }
 
@@ -157,9 +159,10 @@ describe("reconciliation against a real chain", () => {
     assert.equal((await journal(p.url, slug)).length, 3);
   });
 
-  test("a lost answer is recovered by a retry even before any reconciliation ran", async () => {
+  test("a settlement that lands and then times out is recovered by a retry even before any reconciliation ran", async () => {
     const slug = "rc-retry-first";
-    const { sent, fromBlock, payTo } = await faultedCall(slug, 2, "answer-then-drop");
+    const { r, sent, fromBlock, payTo } = await faultedCall(slug, 2, "answer-then-hang", 504);
+    assert.equal((await r.json()).code, "facilitator_timeout");
     // The retry itself asks the chain (the payment is unknown): settled, so the answer.
     const retry = await fetch(`${p.url}/t/${slug}/hello`, { headers: { "payment-signature": sent[0] } });
     assert.equal(retry.status, 200, await retry.clone().text());

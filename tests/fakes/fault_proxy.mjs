@@ -7,6 +7,7 @@
 //   "pass"             forward as is;
 //   "answer-then-drop" forward, wait for the real answer (so its effect happened, e.g. a
 //                      settlement is on chain), then drop the connection without answering;
+//   "answer-then-hang" the same, then never answer (the caller's own timeout ends it);
 //   "drop"             drop the connection without forwarding (the request never arrives);
 //   "down"             answer 503;
 //   "garbage"          answer 200 with a body that is not JSON;
@@ -75,6 +76,7 @@ export async function startFaultProxy(targetUrl) {
       const answer = await forward(req, body);
       if (onAnswer && (onlyPath === null || req.url === onlyPath)) await onAnswer(req.url);
       if (active === "answer-then-drop") return req.socket.destroy();
+      if (active === "answer-then-hang") return; // closed by close()
       const headers = { ...answer.headers };
       delete headers["transfer-encoding"];
       delete headers["content-length"];
