@@ -48,8 +48,14 @@ export async function startFaultProxy(targetUrl) {
     });
 
   const server = http.createServer(async (req, res) => {
+    // The caller may die mid-request (the tests SIGKILL workerd): an aborted request ends
+    // here, quietly, like a network would drop it.
     const chunks = [];
-    for await (const c of req) chunks.push(c);
+    try {
+      for await (const c of req) chunks.push(c);
+    } catch {
+      return req.socket.destroy();
+    }
     const body = Buffer.concat(chunks);
     const active = onlyPath === null || req.url === onlyPath ? mode : "pass";
     requests.push({ path: req.url, mode: active });
@@ -86,6 +92,7 @@ export async function startFaultProxy(targetUrl) {
       req.socket.destroy();
     }
   });
+  server.on("clientError", (_e, socket) => socket.destroy());
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
