@@ -30,9 +30,9 @@ use crate::http::deadline::within;
 use crate::http::respond;
 use crate::ledger::edge::{self as ledger, wire_json, LedgerAnswer};
 use crate::paywall::{
-    self, is_null_body_status, paid_answer_unreadable, recovered, reserve_refusal, resource_url,
-    settle_refusal, tenant_timeout, void_reason, Recovered, Verifier, CHARGED_HEADER,
-    MAX_PAID_RESPONSE_BYTES, REPLAY_HEADER, TENANT_DEADLINE_MS,
+    self, is_null_body_status, ledger_valid_before, paid_answer_unreadable, recovered,
+    reserve_refusal, resource_url, settle_refusal, tenant_timeout, void_reason, Recovered,
+    Verifier, CHARGED_HEADER, MAX_PAID_RESPONSE_BYTES, REPLAY_HEADER, TENANT_DEADLINE_MS,
 };
 use crate::usage::edge::Usage;
 use crate::x402::{
@@ -114,7 +114,7 @@ async fn paid_call(
         .record()
         .payment(&accepted.payer.to_lower_hex(), accepted.amount_atomic);
     // A client's payment id (payment-identifier extension) seen before: the payment it
-    // named, looked up before anything is verified.
+    // named, looked up before the facilitator is asked.
     if let Some(id) = payment.payment_id.as_deref() {
         if let Some(kept) = recover(env, &config.slug, &accepted, version, Some(id)).await {
             return Ok(kept);
@@ -351,7 +351,7 @@ async fn reserve(
         asset: a.asset.to_lower_hex(),
         payer: a.payer.to_lower_hex(),
         nonce: a.nonce.to_lower_hex(),
-        valid_before_s: i64::try_from(a.valid_before_s).unwrap_or(i64::MAX),
+        valid_before_s: ledger_valid_before(a.valid_before_s),
         fee_bps,
         payment_id: payment_id.map(str::to_owned),
     });

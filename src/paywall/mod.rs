@@ -24,6 +24,7 @@ use crate::x402::{AcceptedPayment, Settlement};
 use claw_durable::ledger::wire::Recovery;
 use claw_durable::ledger::PaymentState;
 use claw_durable::ledger::RESERVATION_TTL_MS;
+use claw_durable::store::MAX_SAFE_INTEGER;
 
 /// A paid answer is buffered before it is settled (as the reference servers do), so it is
 /// bounded: a tenant answer larger than this is not served and not charged.
@@ -179,6 +180,16 @@ pub fn paid_answer_unreadable(e: ReadError) -> Problem {
         ),
     };
     Problem::new(code).detail(format!("{detail}; the call was not charged"))
+}
+
+/// An authorization's `validBefore` as the ledger records it for reconciliation. The ledger
+/// keeps integers below 2^53; an authorization valid past that (any u64 passes the local
+/// checks) never expires in practice, and is recorded as the latest time the ledger keeps,
+/// which the chain's clock never reaches either: reconciliation treats both the same.
+pub fn ledger_valid_before(valid_before_s: u64) -> i64 {
+    i64::try_from(valid_before_s)
+        .unwrap_or(i64::MAX)
+        .min(MAX_SAFE_INTEGER)
 }
 
 /// What a retry of a payment gets.
@@ -394,6 +405,17 @@ mod tests {
         assert_eq!(
             recovered(&rec(PaymentState::Voided, Some(true)), &a),
             Recovered::Nothing
+        );
+    }
+
+    #[test]
+    fn a_far_future_valid_before_is_recorded_within_the_ledger_range() {
+        assert_eq!(ledger_valid_before(1_900_000_000), 1_900_000_000);
+        assert_eq!(ledger_valid_before(u64::MAX), MAX_SAFE_INTEGER);
+        assert_eq!(ledger_valid_before(1 << 60), MAX_SAFE_INTEGER);
+        assert_eq!(
+            ledger_valid_before(MAX_SAFE_INTEGER as u64),
+            MAX_SAFE_INTEGER
         );
     }
 

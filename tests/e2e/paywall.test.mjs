@@ -166,6 +166,13 @@ describe("local verification (ALLOW_LOCAL_X402_VERIFICATION=true)", () => {
     });
   }
 
+  test("an authorization valid far past 2^53 seconds is served and booked (the ledger records the latest time it keeps)", async () => {
+    const r = await pay(`${p.url}/t/paid/hello`, 2, { validBefore: "18446744073709551615" });
+    assert.equal(r.status, 200, r.text);
+    const entries = await entriesOf(p.url, "paid", r.nonce);
+    assert.deepEqual(entries.map((e) => e.kind), ["payment_reserved", "payment_settled"]);
+  });
+
   test("local verification rejects the wrong key, a tampered amount, an expired or early authorization", async () => {
     const url = `${p.url}/t/paid-b/hello`;
     const cases = [

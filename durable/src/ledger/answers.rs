@@ -60,8 +60,7 @@ impl<S: SqlStore> Ledger<'_, S> {
         if headers.len() > MAX_STORED_HEADERS_BYTES {
             return Err(super::invalid("headers", "too large to keep"));
         }
-        let keep = answer.body_stored && answer.body.len() <= MAX_STORED_ANSWER_BYTES;
-        if answer.body_stored && !keep {
+        if answer.body_stored && answer.body.len() > MAX_STORED_ANSWER_BYTES {
             return Err(super::invalid("body", "larger than a kept answer may be"));
         }
         self.store.atomically(&mut |s| {
@@ -79,7 +78,7 @@ impl<S: SqlStore> Ledger<'_, S> {
                     key.into(),
                     u32::from(answer.status).into(),
                     headers.as_str().into(),
-                    if keep {
+                    if answer.body_stored {
                         SqlValue::Blob(answer.body.clone())
                     } else {
                         SqlValue::Null
