@@ -195,8 +195,13 @@ describe("ClawUSD, the local EIP-3009 token", () => {
     return { message, signature, ...parseSignature(signature) };
   }
   const args = (m) => [m.from, m.to, m.value, m.validAfter, m.validBefore, m.nonce];
-  const write = (key, functionName, a) =>
-    chain.walletClient(key).writeContract({ address: chain.token, abi: chain.tokenAbi, functionName, args: a });
+  /// Sends a transaction and waits for its receipt: reads that follow see its effect.
+  const write = async (key, functionName, a) => {
+    const hash = await chain.walletClient(key).writeContract({ address: chain.token, abi: chain.tokenAbi, functionName, args: a });
+    const receipt = await chain.publicClient.waitForTransactionReceipt({ hash });
+    assert.equal(receipt.status, "success", `${functionName} ${hash}`);
+    return hash;
+  };
   const simulate = (account, functionName, a) =>
     chain.publicClient.simulateContract({ account, address: chain.token, abi: chain.tokenAbi, functionName, args: a });
 
