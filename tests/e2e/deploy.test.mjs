@@ -7,7 +7,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { wrapFetchWithPayment, x402Client, decodePaymentResponseHeader } from "@x402/fetch";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
-import { startPlatform, admin, assertProblem, getJson } from "./harness.mjs";
+import { startPlatform, admin, assertProblem, getJson, tempStateDir } from "./harness.mjs";
 import { DEV_CF_API_TOKEN, DEV_CF_ACCOUNT_ID, DEV_CF_NAMESPACE } from "../../scripts/local/runtime.mjs";
 import { pricedTenant, payer } from "./x402_client.mjs";
 
@@ -228,6 +228,31 @@ describe("deployments of function tenants", () => {
   });
 });
 
+describe("deployed scripts survive a restart of the local platform", () => {
+  test("the same state directory serves the deployed version after a restart", async () => {
+    const persistDir = tempStateDir();
+    let p = await startPlatform({ persistDir });
+    try {
+      const a = api(p.url);
+      assert.equal((await a.put("fn-kept", { resourceType: "function", plan: "free" })).status, 201);
+      assert.equal((await a.deploy("fn-kept", fnUpload("kept"))).status, 201);
+      assert.equal((await a.setSecret("fn-kept", "K", "v")).status, 200);
+    } finally {
+      await p.dispose();
+    }
+    p = await startPlatform({ persistDir, seed: false });
+    try {
+      const r = await getJson(`${p.url}/t/fn-kept/`);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.tag, "kept");
+      assert.deepEqual((await api(p.url).secrets("fn-kept")).json, { secrets: [{ name: "K" }] });
+      assert.equal((await api(p.url).deployment("fn-kept")).json.live.version, 1);
+    } finally {
+      await p.dispose();
+    }
+  });
+});
+
 describe("a deployed paid function", () => {
   let p;
   before(async () => {
@@ -369,6 +394,15 @@ describe("dataset tenants from a file", () => {
     }
     const post = await getJson(`${p.url}/t/ds-cities/rows`, { method: "POST", body: "x" });
     assertProblem(assert, post, 405, "method_not_allowed");
+  });
+
+  test("a dataset goes through the same limiter as every tenant", async () => {
+    assert.equal((await a.put("ds-limited", { resourceType: "dataset", plan: "free", rateLimit: { perCaller: "1/1h" } })).status, 201);
+    assert.equal((await a.deploy("ds-limited", upload("d.csv", [["d.csv", "text/csv", "a\n1\n"]]))).status, 201);
+    const first = await getJson(`${p.url}/t/ds-limited/rows`);
+    assert.equal(first.status, 200, first.text);
+    assert.deepEqual(first.json.rows, [{ a: 1 }]);
+    assertProblem(assert, await getJson(`${p.url}/t/ds-limited/rows`), 429, "rate_limited");
   });
 
   test("a JSON dataset, and bad data files refused with the live version kept", async () => {
