@@ -77,6 +77,7 @@ pub async fn handle(
         Route::Usage(r) => crate::usage::api::handle(call, r).await,
         Route::Keys(r) => crate::registry::keys::handle(call, r).await,
         Route::Whoami => whoami(&call.caller),
+        Route::Deploy(r) => crate::deploy::api::handle(call, r).await,
     }
 }
 

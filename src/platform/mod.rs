@@ -4,7 +4,7 @@
 //! [`Route`] it becomes. The glue (`edge`) finds the row ([`route`]), checks the bearer token
 //! the row's [`Access`] names (one check, [`auth::bearer_matches`], constant time), and only
 //! then looks at the path's parameters ([`Route::validate`]) and hands the route to the room
-//! that serves it (`registry::api`, `ledger::api`, `usage::api`). So a request without the
+//! that serves it (`registry::api`, `ledger::api`, `usage::api`, `deploy::api`). So a request without the
 //! right token learns only whether the route exists: never whether a tenant does, nor what
 //! is wrong with its parameters.
 //!
@@ -141,6 +141,17 @@ pub enum KeyRoute {
     Revoke(String),
 }
 
+/// The deploy room: a tenant's script, its versions and its secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployRoute {
+    Put { slug: String },
+    Get { slug: String },
+    Rollback { slug: String },
+    ListSecrets { slug: String },
+    PutSecret { slug: String, name: String },
+    DeleteSecret { slug: String, name: String },
+}
+
 /// A platform route, by the room that serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -150,6 +161,7 @@ pub enum Route {
     Keys(KeyRoute),
     /// Who the bearer is (answered by the platform glue itself).
     Whoami,
+    Deploy(DeployRoute),
 }
 
 /// One segment of a route pattern.
@@ -162,9 +174,11 @@ enum Seg {
     PayoutId,
     /// A creator key's id (validated after the token check).
     KeyId,
+    /// A secret's name (validated after the token check).
+    SecretName,
 }
 
-use Seg::{KeyId, Lit, PayoutId, Slug};
+use Seg::{KeyId, Lit, PayoutId, SecretName, Slug};
 
 /// Builds a [`Route`] from the path's parameters, in pattern order.
 type Make = fn(&mut Params) -> Route;
@@ -173,6 +187,12 @@ type Make = fn(&mut Params) -> Route;
 fn payout(p: &mut Params, make: fn(String, String) -> LedgerRoute) -> Route {
     let slug = p.next();
     Route::Ledger(make(slug, p.next()))
+}
+
+/// A deploy route about one secret: the slug, then the name.
+fn secret(p: &mut Params, make: fn(String, String) -> DeployRoute) -> Route {
+    let slug = p.next();
+    Route::Deploy(make(slug, p.next()))
 }
 
 /// The parameters a pattern captured.
@@ -241,6 +261,43 @@ pub const ROUTES: &[Row] = &[
     row!("POST", [Lit("tenants"), Slug, Lit("resume")], Admin, |p| {
         Route::Tenants(TenantRoute::Resume(p.next()))
     }),
+    // Deployments and secrets (the deploy room), per tenant.
+    row!(
+        "PUT",
+        [Lit("tenants"), Slug, Lit("deployment")],
+        Admin + Creator,
+        |p| Route::Deploy(DeployRoute::Put { slug: p.next() })
+    ),
+    row!(
+        "GET",
+        [Lit("tenants"), Slug, Lit("deployment")],
+        Admin + Creator,
+        |p| Route::Deploy(DeployRoute::Get { slug: p.next() })
+    ),
+    row!(
+        "POST",
+        [Lit("tenants"), Slug, Lit("deployment"), Lit("rollback")],
+        Admin + Creator,
+        |p| Route::Deploy(DeployRoute::Rollback { slug: p.next() })
+    ),
+    row!(
+        "GET",
+        [Lit("tenants"), Slug, Lit("secrets")],
+        Admin + Creator,
+        |p| { Route::Deploy(DeployRoute::ListSecrets { slug: p.next() }) }
+    ),
+    row!(
+        "PUT",
+        [Lit("tenants"), Slug, Lit("secrets"), SecretName],
+        Admin + Creator,
+        |p| secret(p, |slug, name| DeployRoute::PutSecret { slug, name })
+    ),
+    row!(
+        "DELETE",
+        [Lit("tenants"), Slug, Lit("secrets"), SecretName],
+        Admin + Creator,
+        |p| secret(p, |slug, name| DeployRoute::DeleteSecret { slug, name })
+    ),
     // Ledger: the payout job.
     row!(
         "GET",
@@ -360,8 +417,8 @@ fn captures(pattern: &[Seg], segments: &[&str]) -> Option<Vec<String>> {
         match seg {
             Lit(l) if l == s => {}
             Lit(_) => return None,
-            Slug | PayoutId | KeyId if !s.is_empty() => params.push((*s).to_owned()),
-            Slug | PayoutId | KeyId => return None,
+            Slug | PayoutId | KeyId | SecretName if !s.is_empty() => params.push((*s).to_owned()),
+            Slug | PayoutId | KeyId | SecretName => return None,
         }
     }
     Some(params)
@@ -469,6 +526,28 @@ impl UsageRoute {
     }
 }
 
+impl DeployRoute {
+    pub fn slug(&self) -> &str {
+        match self {
+            DeployRoute::Put { slug }
+            | DeployRoute::Get { slug }
+            | DeployRoute::Rollback { slug }
+            | DeployRoute::ListSecrets { slug }
+            | DeployRoute::PutSecret { slug, .. }
+            | DeployRoute::DeleteSecret { slug, .. } => slug,
+        }
+    }
+
+    fn secret_name(&self) -> Option<&str> {
+        match self {
+            DeployRoute::PutSecret { name, .. } | DeployRoute::DeleteSecret { name, .. } => {
+                Some(name)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Route {
     /// The tenant the route is about, if any.
     pub fn slug(&self) -> Option<&str> {
@@ -477,6 +556,7 @@ impl Route {
             Route::Ledger(r) => r.slug(),
             Route::Usage(r) => r.slug(),
             Route::Keys(_) | Route::Whoami => None,
+            Route::Deploy(r) => Some(r.slug()),
         }
     }
 
@@ -503,6 +583,12 @@ impl Route {
         if let Route::Keys(KeyRoute::Revoke(id)) = self {
             if !is_key_id(id) {
                 return Err(key_not_found(id));
+            }
+        }
+        if let Route::Deploy(r) = self {
+            if let Some(name) = r.secret_name() {
+                claw_durable::tenant::validate_env_name(name)
+                    .map_err(|e| Problem::invalid_field("name", format!("a secret name {e}")))?;
             }
         }
         Ok(())

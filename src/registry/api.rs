@@ -40,10 +40,16 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
             check_proxy_upstream(&req, env, &body, slug)?;
             if creator.is_some() {
                 if let Ok(config) = TenantConfig::parse(&body, slug) {
-                    super::check_creator_config(&config)?;
+                    let current = registry::tenant(env, slug).await?;
+                    super::check_creator_config(&config, current.map(|r| r.config.plan))?;
                 }
             }
             Some(body)
+        }
+        TenantRoute::Delete(slug) => {
+            // Its deployed script goes first (`crate::deploy::api::forget_tenant`).
+            crate::deploy::api::forget_tenant(env, slug).await?;
+            None
         }
         _ => None,
     };

@@ -118,7 +118,6 @@ describe("creator keys", () => {
     assert.equal(created.status, 201, created.text);
     assert.equal(created.json.config.slug, "alpha-new");
     const configured = await call("PUT", "/tenants/alpha-new", creatorConfig("alpha-new", {
-      plan: "pro",
       rateLimit: { perCaller: "5/10s", burst: 2 },
       allowedHosts: ["api.example.com"],
     }));
@@ -128,6 +127,10 @@ describe("creator keys", () => {
     assert.equal(read.status, 200);
     assert.deepEqual(read.json.config.allowedHosts, ["api.example.com"]);
     assert.deepEqual(read.json.config.rateLimit.perCaller, { limit: 5, windowS: 10 });
+    // The plan (fee and dispatch limits) is the operator's: a creator keeps it.
+    const upgrade = await call("PUT", "/tenants/alpha-new", creatorConfig("alpha-new", { plan: "business" }));
+    assertProblem(assert, upgrade, 403, "forbidden");
+    assert.equal(upgrade.json.field, "plan");
     // Its config names only its own script, never another tenant's Worker.
     const hijack = await call("PUT", "/tenants/alpha-new", creatorConfig("alpha-new", { workerName: "demo-fn" }));
     assertProblem(assert, hijack, 403, "forbidden");

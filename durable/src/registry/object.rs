@@ -4,6 +4,8 @@
 //! `GET /tenants?after=&limit=`, `GET|PUT|DELETE /tenants/{slug}`,
 //! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`, and the creator keys'
 //! routes under `/keys` ([`super::keys::handle`]).
+//! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`. Its per-tenant instances
+//! serve `/deploy...` (`crate::deploy::object`).
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
@@ -38,6 +40,10 @@ impl DurableObject for TenantRegistry {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        // Per-tenant instances (`deployments:{slug}`) hold a tenant's deployment history.
+        if req.path().starts_with("/deploy") {
+            return crate::deploy::object::fetch(&self.state, req).await;
+        }
         // A config's size is the parser's to judge (`TenantConfig::parse`, 413).
         let call = Call::read(&mut req, &[Method::Put, Method::Post], usize::MAX).await?;
         reply(call.and_then(|call| handle(&mut DoSql::new(&self.state), &call)))
