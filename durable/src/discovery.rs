@@ -39,6 +39,9 @@ pub const MAX_ROUTE_TEMPLATE_BYTES: usize = 256;
 /// One schema or example, serialized.
 pub const MAX_SCHEMA_BYTES: usize = 4 * 1024;
 pub const MAX_SCHEMA_DEPTH: usize = 16;
+/// One route's whole description, serialized. x402 clients echo the 402's `bazaar`
+/// extension (built from it) in their payment header, so it bounds that header's growth.
+pub const MAX_ROUTE_DESCRIPTION_BYTES: usize = 6 * 1024;
 const _: () = assert!(MAX_ROUTE_TEMPLATE_BYTES <= MAX_SCHEMA_BYTES);
 
 /// HTTP methods whose input is the query string (x402 bazaar's `QueryParamMethods`).
@@ -155,7 +158,8 @@ fn fully_decoded(s: &str) -> Option<String> {
     None
 }
 
-fn percent_decode_once(s: &str) -> Option<String> {
+/// One pass of percent-decoding; `None` for a malformed escape or bytes that are not UTF-8.
+pub fn percent_decode_once(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -441,7 +445,8 @@ impl RouteDescription {
         }
         if let Some(e) = &self.example {
             validate_example("discovery.routes.example", e, input.as_ref())?;
-            if !e.is_object() && !(body_method && self.body_type == Some(BodyType::Text)) {
+            let text_body = body_method && self.body_type == Some(BodyType::Text);
+            if !e.is_object() && !text_body {
                 return Err(Problem::invalid_field(
                     "discovery.routes.example",
                     "must be an object (query parameters or a JSON body)",
@@ -455,6 +460,15 @@ impl RouteDescription {
         }
         if let Some(o) = &self.output_example {
             validate_schema("discovery.routes.outputExample", o, false)?;
+        }
+        let size = serde_json::to_vec(self)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_ROUTE_DESCRIPTION_BYTES {
+            return Err(Problem::invalid_field(
+                "discovery.routes",
+                format!("a route's description is at most {MAX_ROUTE_DESCRIPTION_BYTES} bytes"),
+            ));
         }
         Ok(())
     }
