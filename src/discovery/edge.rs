@@ -46,6 +46,19 @@ thread_local! {
     static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
 }
 
+/// Admin-time: a config's discovery icon URL against the SSRF rules ([`super::validate_icon`]),
+/// which need the platform's hosts. A config that does not parse is left to the registry.
+pub fn check_icon(req: &Request, env: &Env, body: &[u8], slug: &str) -> Result<(), Problem> {
+    let Ok(config) = claw_durable::tenant::TenantConfig::parse(body, slug) else {
+        return Ok(());
+    };
+    let host = req.headers().get("host").ok().flatten();
+    super::validate_icon(
+        &config,
+        &crate::proxy::edge::ssrf_policy(env, host.as_deref()),
+    )
+}
+
 /// Drops the cached catalog (a tenant changed in this isolate).
 pub fn invalidate() {
     CACHE.with(|c| c.borrow_mut().take());

@@ -25,6 +25,7 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
     let body = match &route {
         TenantRoute::Put(slug) => {
             let body = read_bounded(&mut req, MAX_CONFIG_BYTES, "a tenant config").await?;
+            crate::discovery::edge::check_icon(&req, env, &body, slug)?;
             check_proxy_upstream(&req, env, &body, slug)?;
             Some(body)
         }
@@ -43,19 +44,20 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
 }
 
 /// The registry validates configs but does not know the platform's hosts: a proxy tenant's
-/// upstream (and a discovery icon URL) is checked against the SSRF rules here, before the config is stored, and so is
+/// upstream is checked against the SSRF rules here, before the config is stored, and so is
 /// the scope of the secrets it names (`crate::proxy::headers::secret_prefix`). A config
 /// that does not parse is left to the registry, which answers with the precise problem.
 fn check_proxy_upstream(req: &Request, env: &Env, body: &[u8], slug: &str) -> Result<(), Problem> {
     let Ok(config) = TenantConfig::parse(body, slug) else {
         return Ok(());
     };
-    let host = req.headers().get("host").ok().flatten();
-    let policy = crate::proxy::edge::ssrf_policy(env, host.as_deref());
-    crate::discovery::validate_icon(&config, &policy)?;
     let Some(proxy) = &config.proxy else {
         return Ok(());
     };
-    validate_upstream(proxy, &policy)?;
+    let host = req.headers().get("host").ok().flatten();
+    validate_upstream(
+        proxy,
+        &crate::proxy::edge::ssrf_policy(env, host.as_deref()),
+    )?;
     validate_secret_scope(&config.slug, proxy)
 }
