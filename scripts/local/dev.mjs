@@ -98,6 +98,17 @@ Try:
   curl -s -X PUT -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-api \\
        -d '{"resourceType":"function","workerName":"demo-fn","plan":"pro","rateLimit":{"perCaller":"100/60s"}}'
 
+Creator keys (shown once; the creator uses it as a bearer, for its own tenants only):
+  curl -s -X POST -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/keys \\
+       -d '{"tenants":["my-tool"],"label":"my laptop","expiresAt":null}'
+                                               # 201 {id, key: "claw_ck_...", prefix, ...}
+  KEY=claw_ck_...                              # the "key" above
+  curl -s -H "authorization: Bearer $KEY" ${u}/__platform/whoami
+  curl -s -X PUT -H "authorization: Bearer $KEY" ${u}/__platform/tenants/my-tool \\
+       -d '{"resourceType":"function","workerName":"tenant-my-tool","plan":"free"}'
+  curl -s -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/keys          # listed by prefix
+  curl -s -X DELETE -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/keys/ck_...  # revoke
+
 Paid calls (x402):
   curl -si ${u}/t/demo-paid/hello              # 402: v1 JSON body + v2 PAYMENT-REQUIRED header
 ${

@@ -3,6 +3,7 @@
 //! One registry object holds every tenant config: operators write it through the admin API,
 //! the dispatcher reads it (and caches it briefly per isolate). Configs are stored as their
 //! canonical JSON; `version` increases on every change so caches can tell old from new.
+//! The same object keeps the creator keys ([`keys`]): hashed, scoped to tenant slugs.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ use crate::problem::Problem;
 use crate::store::{Row, SqlStore, SqlValue, StoreError};
 use crate::tenant::TenantConfig;
 
+pub mod keys;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 
