@@ -80,18 +80,17 @@ pub async fn handle(
         .url()
         .map(|u| u.origin().ascii_serialization())
         .map_err(|_| Problem::new(Code::InvalidUrl))?;
-    let body = match path {
+    let mut resp = match path {
         "/discovery/resources" => {
             let q = ListQuery::parse(query)?;
-            q.answer(&snapshot(env, &origin).await?.entries)
+            respond::json(200, &q.answer(&snapshot(env, &origin).await?.entries))?
         }
         "/discovery/search" => {
             let q = SearchQuery::parse(query)?;
-            q.answer(&snapshot(env, &origin).await?.entries)
+            respond::json(200, &q.answer(&snapshot(env, &origin).await?.entries))?
         }
         _ => return Err(crate::platform::not_found()),
     };
-    let mut resp = respond::json(200, &body)?;
     let max_age = CACHE_TTL_MS / 1_000;
     let _ = resp
         .headers_mut()

@@ -21,6 +21,7 @@ use claw_durable::discovery::{percent_decode_once, template_params, McpTool, Rou
 use claw_durable::registry::TenantRecord;
 use claw_durable::tenant::{Network, TenantConfig};
 use claw_durable::trending::Signal;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::http::query::{invalid_query, Query};
@@ -502,21 +503,59 @@ impl ListQuery {
         })
     }
 
-    /// The page: `{x402Version, items, pagination: {limit, offset, total}}`.
-    pub fn answer(&self, catalog: &[Entry]) -> Value {
+    /// The page: `{x402Version, items, pagination: {limit, offset, total}}`, borrowing the
+    /// catalog's items (serialized as they are, never copied).
+    pub fn answer<'c>(&self, catalog: &'c [Entry]) -> ListPage<'c> {
         let matching: Vec<&Entry> = catalog.iter().filter(|e| self.filters.admits(e)).collect();
-        let items: Vec<&Value> = matching
+        let items = matching
             .iter()
             .skip(self.offset as usize)
             .take(self.limit as usize)
             .map(|e| &e.item)
             .collect();
-        json!({
-            "x402Version": 2,
-            "items": items,
-            "pagination": {"limit": self.limit, "offset": self.offset, "total": matching.len()},
-        })
+        ListPage {
+            x402_version: 2,
+            items,
+            pagination: ListPagination {
+                limit: self.limit,
+                offset: self.offset,
+                total: matching.len(),
+            },
+        }
     }
+}
+
+/// `GET /discovery/resources`'s answer (`DiscoveryResourcesResponse`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPage<'c> {
+    pub x402_version: u8,
+    pub items: Vec<&'c Value>,
+    pub pagination: ListPagination,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListPagination {
+    pub limit: u32,
+    pub offset: u32,
+    pub total: usize,
+}
+
+/// `GET /discovery/search`'s answer (`SearchDiscoveryResourcesResponse`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchPage<'c> {
+    pub x402_version: u8,
+    pub resources: Vec<&'c Value>,
+    pub partial_results: bool,
+    pub pagination: SearchPagination,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchPagination {
+    pub limit: u32,
+    /// The next page's cursor; `null` on the last page.
+    pub cursor: Option<String>,
 }
 
 /// `GET /discovery/search`.
@@ -569,22 +608,24 @@ impl SearchQuery {
     }
 
     /// `{x402Version, resources, partialResults, pagination: {limit, cursor}}`.
-    pub fn answer(&self, catalog: &[Entry]) -> Value {
+    pub fn answer<'c>(&self, catalog: &'c [Entry]) -> SearchPage<'c> {
         let hits = self.matches(catalog);
         let end = self.offset.saturating_add(self.limit as usize);
-        let page: Vec<&Value> = hits
+        let resources = hits
             .iter()
             .skip(self.offset)
             .take(self.limit as usize)
             .map(|e| &e.item)
             .collect();
-        let cursor = (end < hits.len()).then(|| end.to_string());
-        json!({
-            "x402Version": 2,
-            "resources": page,
-            "partialResults": false,
-            "pagination": {"limit": self.limit, "cursor": cursor},
-        })
+        SearchPage {
+            x402_version: 2,
+            resources,
+            partial_results: false,
+            pagination: SearchPagination {
+                limit: self.limit,
+                cursor: (end < hits.len()).then(|| end.to_string()),
+            },
+        }
     }
 }
 

@@ -29,6 +29,16 @@ const WEATHER: &str = r#","discovery":{"serviceName":"Weather","tags":["weather"
       "inputSchema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]},
       "route":"/forecast/:city","method":"GET"}]"#;
 
+trait ToJson {
+    fn to_json(&self) -> Value;
+}
+
+impl<T: serde::Serialize> ToJson for T {
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap()
+    }
+}
+
 #[test]
 fn templates_match_whole_segments() {
     assert_eq!(
@@ -126,8 +136,9 @@ fn the_catalog_lists_routes_tools_and_bare_tenants() {
 fn lists_filter_and_page() {
     let recs = [record("plain", "", 0), record("weather", WEATHER, 0)];
     let c = catalog("https://e", &recs, &HashMap::new());
-    let total =
-        |q: &str| ListQuery::parse(Some(q)).unwrap().answer(&c)["pagination"]["total"].clone();
+    let total = |q: &str| {
+        ListQuery::parse(Some(q)).unwrap().answer(&c).to_json()["pagination"]["total"].clone()
+    };
     assert_eq!(total(""), 4);
     assert_eq!(total("type=mcp"), 1);
     assert_eq!(total("extensions=bazaar"), 3);
@@ -139,7 +150,8 @@ fn lists_filter_and_page() {
     assert_eq!(total("payTo=0x2222222222222222222222222222222222222222"), 0);
     let page = ListQuery::parse(Some("limit=2&offset=1"))
         .unwrap()
-        .answer(&c);
+        .answer(&c)
+        .to_json();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     assert_eq!(
         page["pagination"],
@@ -180,7 +192,7 @@ fn search_matches_every_term_most_called_first() {
     );
     let c = catalog("https://e", &recs, &signals);
     let q = SearchQuery::parse(Some("query=Weather+FORECAST&limit=2")).unwrap();
-    let a = q.answer(&c);
+    let a = q.answer(&c).to_json();
     let res = a["resources"].as_array().unwrap();
     assert_eq!(res.len(), 2);
     assert!(
@@ -192,12 +204,14 @@ fn search_matches_every_term_most_called_first() {
         "query=weather+forecast&limit=50&cursor={cursor}"
     )))
     .unwrap()
-    .answer(&c);
+    .answer(&c)
+    .to_json();
     assert_eq!(next["resources"].as_array().unwrap().len(), 4);
     assert_eq!(next["pagination"]["cursor"], Value::Null);
     assert!(SearchQuery::parse(Some("query=nothing-like-it"))
         .unwrap()
-        .answer(&c)["resources"]
+        .answer(&c)
+        .to_json()["resources"]
         .as_array()
         .unwrap()
         .is_empty());

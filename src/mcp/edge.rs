@@ -250,7 +250,8 @@ async fn search(env: &Env, origin: &str, args: &Map<String, Value>) -> Result<Va
         Err(p) => return Ok(tool_error(p.detail.unwrap_or_default())),
     };
     let snap = discovery::snapshot(env, origin).await?;
-    let found = parsed.answer(&snap.entries);
+    let found = serde_json::to_value(parsed.answer(&snap.entries))
+        .map_err(|e| Problem::internal(e.to_string()))?;
     Ok(json!({
         "content": [{"type": "text", "text": found.to_string()}],
         "structuredContent": found,
