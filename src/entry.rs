@@ -6,6 +6,8 @@
 //! | this deployment is the outbound Worker (`WORKER_ROLE=outbound`) | `crate::egress` |
 //! | `/__platform/...` on any host | `crate::platform` (one route table) |
 //! | `/t/{slug}/...` or `{slug}.{PLATFORM_DOMAIN}` | `crate::call` (limit, paywall, dispatch, usage) |
+//! | `/discovery/resources`, `/discovery/search` | `crate::discovery` (x402 Bazaar listing) |
+//! | `/mcp` | `crate::mcp` (MCP tools; paid tools call [`tenant`]) |
 //! | `/` | the service index |
 
 use claw_durable::problem::{Code, Problem};
@@ -47,21 +49,35 @@ async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<R
                 "tenants": "/t/{slug}/... or {slug}.<platform domain>",
             }),
         ),
-        Target::Tenant { slug, rest } => {
-            let record = registry::existing(env, &slug).await?;
-            if record.status == TenantStatus::Suspended {
-                let p = Problem::new(Code::TenantSuspended)
-                    .detail(format!("tenant {slug:?} is suspended"));
-                return Ok(crate::usage::edge::refuse(
-                    &req,
-                    env,
-                    ctx,
-                    &record.config,
-                    &rest,
-                    &p,
-                ));
-            }
-            crate::call::serve(req, env, ctx, &record.config, &url, &rest).await
+        Target::Discovery { path } => {
+            crate::discovery::edge::handle(&req, env, &path, url.query()).await
         }
+        Target::Mcp => Ok(crate::mcp::edge::handle(req, env, ctx).await),
+        Target::Tenant { slug, rest } => tenant(req, env, ctx, &url, &slug, &rest).await,
     }
+}
+
+/// A call to tenant `slug` (`rest`: the path it sees): the one way in for HTTP callers and
+/// for MCP tool calls, so both go through the same limit -> paywall -> dispatch -> settle.
+pub(crate) async fn tenant(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    url: &worker::Url,
+    slug: &str,
+    rest: &str,
+) -> std::result::Result<Response, Problem> {
+    let record = registry::existing(env, slug).await?;
+    if record.status == TenantStatus::Suspended {
+        let p = Problem::new(Code::TenantSuspended).detail(format!("tenant {slug:?} is suspended"));
+        return Ok(crate::usage::edge::refuse(
+            &req,
+            env,
+            ctx,
+            &record.config,
+            rest,
+            &p,
+        ));
+    }
+    crate::call::serve(req, env, ctx, &record.config, url, rest).await
 }

@@ -8,15 +8,19 @@
 //! A tenant call flows one way (`call`): [`route`] -> registry (config) -> [`limiter`] ->
 //! [`paywall`] ([`x402`], [`facilitator`], [`ledger`]) -> [`dispatch`] (or [`proxy`]) ->
 //! [`usage`]. The platform API under `/__platform` has one route table ([`platform`]).
+//! Agents find paid tenants through [`discovery`] (x402 Bazaar) and call them as MCP tools
+//! through [`mcp`], which hands each tool call to the same tenant call.
 //! [`egress`] is the same build deployed as the namespace's outbound Worker.
 
 pub mod deploy;
+pub mod discovery;
 pub mod dispatch;
 pub mod egress;
 pub mod facilitator;
 pub mod http;
 pub mod ledger;
 pub mod limiter;
+pub mod mcp;
 pub mod paywall;
 pub mod platform;
 pub mod proxy;

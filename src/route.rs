@@ -14,6 +14,10 @@ pub enum Target {
     Tenant { slug: String, rest: String },
     /// `/` on the platform host.
     Index,
+    /// `/discovery/...` on the platform host: x402 discovery (`crate::discovery`).
+    Discovery { path: String },
+    /// `/mcp` on the platform host: the MCP endpoint (`crate::mcp`).
+    Mcp,
 }
 
 /// Resolves a request from its `Host` (port allowed) and its encoded path.
@@ -62,6 +66,12 @@ pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, 
     }
     if path == "/" {
         return Ok(Target::Index);
+    }
+    if path == "/mcp" {
+        return Ok(Target::Mcp);
+    }
+    if path.starts_with("/discovery/") {
+        return Ok(Target::Discovery { path: path.into() });
     }
     Err(Problem::new(Code::RouteNotFound)
         .detail("tenants are reached at /t/{slug}/... or {slug}.<platform domain>"))
@@ -114,6 +124,27 @@ mod tests {
             "route_not_found"
         );
         assert_eq!(resolve("localhost", "/nope", D).unwrap_err().status, 404);
+    }
+
+    /// Discovery and MCP on the platform host; on a tenant's host those paths are the tenant's.
+    #[test]
+    fn discovery_and_mcp() {
+        assert_eq!(resolve("localhost", "/mcp", D), Ok(Target::Mcp));
+        assert_eq!(
+            resolve("localhost", "/discovery/resources", D),
+            Ok(Target::Discovery {
+                path: "/discovery/resources".into()
+            })
+        );
+        assert_eq!(resolve("localhost", "/mcpx", D).unwrap_err().status, 404);
+        assert_eq!(
+            resolve("demo-fn.402claw.dev", "/mcp", D),
+            tenant("demo-fn", "/mcp")
+        );
+        assert_eq!(
+            resolve("demo-fn.402claw.dev", "/discovery/search", D),
+            tenant("demo-fn", "/discovery/search")
+        );
     }
 
     /// Tenants by path (`/t/{slug}/...`) and by host (`{slug}.{domain}`).

@@ -4,6 +4,7 @@
 //! with the same SQL) plus a thin `object` module that exists only in the Worker build.
 
 pub mod deploy;
+pub mod discovery;
 pub mod events;
 pub mod ledger;
 pub mod limiter;

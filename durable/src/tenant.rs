@@ -671,6 +671,12 @@ pub struct TenantConfig {
     /// The env names (secrets) the tenant's deployed Worker sees; none listed: an empty env.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expose_env: Vec<String>,
+    /// What agents learn about the API (x402 `bazaar`, discovery listing): `crate::discovery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<crate::discovery::Discovery>,
+    /// The MCP tools the tenant offers through `/mcp`: `crate::discovery`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_tools: Vec<crate::discovery::McpTool>,
 }
 
 /// The longest time budget a deployed Worker may ask for: the paywall's own tenant deadline.
@@ -812,6 +818,10 @@ impl TenantConfig {
         if let Some(h) = &self.api_key_header {
             invalid_if(!is_header_token(h), "apiKeyHeader", "must be a header name")?;
         }
+        if let Some(d) = &mut self.discovery {
+            d.validate()?;
+        }
+        crate::discovery::validate_tools(&mut self.mcp_tools)?;
         if self.allowed_hosts.len() > 32 {
             return Err(Problem::invalid_field("allowedHosts", "at most 32 hosts"));
         }

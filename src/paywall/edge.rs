@@ -78,7 +78,13 @@ async fn paid_call(
         bindings::var(env, FACILITATOR_TIMEOUT_MS).as_deref(),
         bindings::var(env, ALLOW_LOCAL_X402_VERIFICATION).as_deref(),
     )?;
-    let offer = Offer::from_price(price, &resource_url(url), "").map_err(|e| e.to_problem())?;
+    let offer = Offer::from_price(price, &resource_url(url), "")
+        .map_err(|e| e.to_problem())?
+        .with_discovery(crate::discovery::for_call(
+            config,
+            req.method().as_ref(),
+            rest,
+        ));
 
     // 1. The payment header, decoded and matched against the offer.
     let x_payment = req.headers().get(HEADER_X_PAYMENT).ok().flatten();

@@ -37,6 +37,7 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
     let body = match &route {
         TenantRoute::Put(slug) => {
             let body = read_bounded(&mut req, MAX_CONFIG_BYTES, "a tenant config").await?;
+            crate::discovery::edge::check_icon(&req, env, &body, slug)?;
             check_proxy_upstream(&req, env, &body, slug)?;
             if creator.is_some() {
                 if let Ok(config) = TenantConfig::parse(&body, slug) {

@@ -75,6 +75,7 @@ pub async fn tenant(env: &Env, slug: &str) -> Result<Option<Rc<TenantRecord>>, P
 /// Drops a cached config after this isolate changed it.
 pub fn invalidate(slug: &str) {
     CACHE.with(|c| c.borrow_mut().invalidate(slug));
+    crate::discovery::edge::invalidate();
 }
 
 /// 404 `tenant_not_found` unless `slug` is registered: per-tenant objects (ledgers, usage

@@ -31,6 +31,19 @@ pub struct Offer {
     pub mime_type: String,
     /// v1 `outputSchema`, when the tenant describes its API (not set by `from_price`).
     pub output_schema: Option<serde_json::Value>,
+    /// The v2 402's `bazaar` extension and the resource's service metadata, when the tenant
+    /// describes this route (`crate::discovery::for_call`; not set by `from_price`).
+    pub discovery: Option<OfferDiscovery>,
+}
+
+/// What discovery adds to a v2 402: `extensions.bazaar` and `resource.{serviceName, tags,
+/// iconUrl}`, all validated when the tenant's config was saved.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OfferDiscovery {
+    pub bazaar: serde_json::Value,
+    pub service_name: Option<String>,
+    pub tags: Vec<String>,
+    pub icon_url: Option<String>,
 }
 
 impl Offer {
@@ -85,7 +98,14 @@ impl Offer {
             description: price.description.clone().unwrap_or_default(),
             mime_type: mime_type.to_owned(),
             output_schema: None,
+            discovery: None,
         })
+    }
+
+    /// The same offer, described for discovery (or not, for `None`).
+    pub fn with_discovery(mut self, discovery: Option<OfferDiscovery>) -> Offer {
+        self.discovery = discovery;
+        self
     }
 
     fn extra(&self) -> AssetDomain {
@@ -146,6 +166,11 @@ impl Offer {
             accepts: vec![self.requirements_v1()],
             detail,
         };
+        let mut extensions = payment_identifier_declaration();
+        let d = self.discovery.as_ref();
+        if let (Some(d), Some(map)) = (d, extensions.as_object_mut()) {
+            map.insert("bazaar".into(), d.bazaar.clone());
+        }
         let v2 = PaymentRequiredV2 {
             x402_version: X402Version::V2.number(),
             error: error_v2,
@@ -153,9 +178,12 @@ impl Offer {
                 url: self.resource_url.clone(),
                 description: self.description.clone(),
                 mime_type: self.mime_type.clone(),
+                service_name: d.and_then(|d| d.service_name.clone()),
+                tags: d.map(|d| d.tags.clone()).unwrap_or_default(),
+                icon_url: d.and_then(|d| d.icon_url.clone()),
             },
             accepts: vec![self.requirements_v2()],
-            extensions: payment_identifier_declaration(),
+            extensions,
         };
         Challenge {
             body_v1: to_json(&v1),
@@ -247,6 +275,12 @@ pub struct ResourceInfo {
     pub url: String,
     pub description: String,
     pub mime_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

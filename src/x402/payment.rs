@@ -15,8 +15,10 @@ use super::error::{quote, X402Error};
 use super::evm::{parse_u128_dec, parse_u64_dec, Address, EvmSignature, B256};
 use super::{X402Version, HEADER_PAYMENT_SIGNATURE, HEADER_X_PAYMENT, SCHEME_EXACT};
 
-/// Largest payment header accepted, in bytes (a real one is about 1.5 KiB for v2).
-pub const MAX_PAYMENT_HEADER_BYTES: usize = 8 * 1024;
+/// Largest payment header accepted, in bytes (a real one is about 1.5 KiB for v2, plus the
+/// extensions the client echoes: a described route's `bazaar` extension, see
+/// `crate::discovery`).
+pub const MAX_PAYMENT_HEADER_BYTES: usize = 24 * 1024;
 
 /// Standard alphabet; padding is optional on input (we always pad on output). Non-canonical
 /// trailing bits are refused.

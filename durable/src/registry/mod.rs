@@ -25,6 +25,9 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tenants (
 )";
 
 pub const MAX_PAGE: u32 = 100;
+/// A page of the paid listing (`Registry::paid_active`): discovery reads every active paid
+/// tenant, so its pages are larger than the admin API's.
+pub const MAX_LISTING_PAGE: u32 = 1_000;
 pub const DEFAULT_PAGE: u32 = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +215,36 @@ impl<'s, S: SqlStore> Registry<'s, S> {
             next_cursor,
         })
     }
+
+    /// Active tenants with a price, in slug order, strictly after `after`, at most `limit`
+    /// (clamped to 1..=[`MAX_LISTING_PAGE`]): what discovery and MCP list. One query over
+    /// the stored JSON, no second copy of the price to keep in step.
+    pub fn paid_active(
+        &mut self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<TenantPage, RegistryError> {
+        let limit = limit.clamp(1, MAX_LISTING_PAGE);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tenants WHERE slug > ? AND status = 'active'
+             AND json_extract(config, '$.price') IS NOT NULL ORDER BY slug LIMIT ?"
+        );
+        let rows = self.store.exec(
+            &sql,
+            &[after.unwrap_or("").into(), SqlValue::from(limit + 1)],
+        )?;
+        let mut tenants = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if tenants.len() > limit as usize {
+            tenants.truncate(limit as usize);
+            tenants.last().map(|t| t.config.slug.clone())
+        } else {
+            None
+        };
+        Ok(TenantPage {
+            tenants,
+            next_cursor,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +305,41 @@ mod tests {
         assert!(reg.delete("demo").unwrap());
         assert!(!reg.delete("demo").unwrap());
         assert_eq!(reg.get("demo").unwrap(), None);
+    }
+
+    fn paid(slug: &str) -> TenantConfig {
+        let json = format!(
+            r#"{{"resourceType":"function","workerName":"w-{slug}","plan":"free",
+            "price":{{"amountAtomic":"1000","network":"base-sepolia",
+            "asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo":"0x1111111111111111111111111111111111111111"}}}}"#
+        );
+        TenantConfig::parse(json.as_bytes(), slug).unwrap()
+    }
+
+    #[test]
+    fn the_paid_listing_holds_active_paid_tenants_only() {
+        let mut db = MemSql::new();
+        let mut reg = Registry::open(&mut db).unwrap();
+        reg.put(&config("free-one", "free"), 1).unwrap();
+        for s in ["paid-a", "paid-b", "paid-c", "paid-d"] {
+            reg.put(&paid(s), 1).unwrap();
+        }
+        reg.set_status("paid-b", TenantStatus::Suspended, 2)
+            .unwrap();
+        let slugs = |p: &TenantPage| -> Vec<String> {
+            p.tenants.iter().map(|t| t.config.slug.clone()).collect()
+        };
+        let all = reg.paid_active(None, 10).unwrap();
+        assert_eq!(slugs(&all), ["paid-a", "paid-c", "paid-d"]);
+        assert_eq!(all.next_cursor, None);
+        let first = reg.paid_active(None, 2).unwrap();
+        assert_eq!(slugs(&first), ["paid-a", "paid-c"]);
+        let rest = reg.paid_active(first.next_cursor.as_deref(), 2).unwrap();
+        assert_eq!(slugs(&rest), ["paid-d"]);
+        // Resumed: listed again.
+        reg.set_status("paid-b", TenantStatus::Active, 3).unwrap();
+        assert_eq!(reg.paid_active(None, 10).unwrap().tenants.len(), 4);
     }
 
     proptest! {

@@ -2,7 +2,8 @@
 //!
 //! Internal routes (the dispatcher forwards admin calls here after checking the token):
 //! `GET /tenants?after=&limit=`, `GET|PUT|DELETE /tenants/{slug}`,
-//! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`, and the creator keys'
+//! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`,
+//! `GET /listing?after=` (active paid tenants, for discovery and MCP), and the creator keys'
 //! routes under `/keys` ([`super::keys::handle`]).
 //! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`. Its per-tenant instances
 //! serve `/deploy...` (`crate::deploy::object`).
@@ -92,6 +93,15 @@ fn handle(sql: &mut DoSql, call: &Call) -> Answer {
                 }
             }
             Ok((200, to_value(&reg.list(after.as_deref(), limit)?)))
+        }
+        (Method::Get, ["listing"]) => {
+            let after = call
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "after")
+                .map(|(_, v)| v.into_owned());
+            let page = reg.paid_active(after.as_deref(), super::MAX_LISTING_PAGE)?;
+            Ok((200, to_value(&page)))
         }
         (_, ["tenants", slug, ..]) if validate_slug(slug).is_err() => Err(not_found(slug)),
         (Method::Get, ["tenants", slug]) => reg

@@ -4,7 +4,7 @@ use super::create_tables;
 use super::error::{invalid, row_u64, sql_u64};
 use super::{
     bucket_expired, bucket_start, expiry_cutoff, snapshot_expired, window_range, Applied, Grain,
-    Rollup, Series, SeriesPoint, SweepReport, TopEntry, TrendError, Window, WindowTotals,
+    Rollup, Series, SeriesPoint, Signal, SweepReport, TopEntry, TrendError, Window, WindowTotals,
     MAX_CLOCK_SKEW_MS, MAX_ROLLUP_BUCKETS, MAX_TOP,
 };
 use crate::store::{checked_int, SqlStore, SqlValue, MAX_SAFE_INTEGER};
@@ -232,6 +232,41 @@ impl<'s, S: SqlStore> Trending<'s, S> {
                     payers: row_u64(r, 2)?,
                     revenue_atomic: r.text(3)?.to_owned(),
                     score: calls,
+                })
+            })
+            .collect()
+    }
+
+    /// Every tenant with counted calls in the 7d window at `now_ms`, in slug order: its 7d
+    /// totals and the latest bucket holding a call. Two indexed queries, one row per tenant.
+    pub fn signals(&mut self, now_ms: i64) -> Result<Vec<Signal>, TrendError> {
+        let (first, _) = window_range(Window::D7, now_ms);
+        let rows = self.store.exec(
+            "SELECT tenant, calls, payers, as_of_ms FROM rollup_windows
+             WHERE win = ? AND calls > 0 AND as_of_ms >= ? ORDER BY tenant",
+            &[Window::D7.as_str().into(), checked_int(first)?],
+        )?;
+        let latest = self.store.exec(
+            "SELECT tenant, grain_ms, MAX(start_ms) FROM rollup_buckets
+             WHERE calls > 0 GROUP BY tenant, grain_ms",
+            &[],
+        )?;
+        let mut ends = std::collections::HashMap::<String, i64>::new();
+        for r in latest.iter() {
+            let end = r.int(2)?.saturating_add(r.int(1)?);
+            let e = ends.entry(r.text(0)?.to_owned()).or_insert(end);
+            // The finer bucket ends sooner: the tighter bound wins.
+            *e = (*e).min(end);
+        }
+        rows.iter()
+            .map(|r| {
+                let tenant = r.text(0)?.to_owned();
+                let as_of = r.int(3)?;
+                Ok(Signal {
+                    calls: row_u64(r, 1)?,
+                    payers: row_u64(r, 2)?,
+                    last_called_ms: ends.get(&tenant).map(|e| (*e).min(as_of)),
+                    tenant,
                 })
             })
             .collect()

@@ -86,5 +86,6 @@ pub use window::{
     window_range, Grain, Window, COARSE_MS, FINE_MS,
 };
 pub use wire::{
-    Applied, BucketSummary, Rollup, Series, SeriesPoint, SweepReport, TopEntry, WindowTotals,
+    Applied, BucketSummary, Rollup, Series, SeriesPoint, Signal, SweepReport, TopEntry,
+    WindowTotals,
 };

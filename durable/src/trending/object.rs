@@ -121,6 +121,10 @@ fn handle(sql: &mut DoSql, call: &Call, now: i64) -> std::result::Result<Handled
             });
             Ok((200, value, false))
         }
+        (Method::Get, "/signals") => {
+            let value = serde_json::json!({ "nowMs": now, "tenants": core.signals(now)? });
+            Ok((200, value, false))
+        }
         (Method::Get, "/series") => {
             let tenant = tenant.ok_or_else(|| invalid_query("tenant", "required"))?;
             validate_slug(&tenant).map_err(|e| invalid_query("tenant", e))?;

@@ -111,6 +111,38 @@ fn the_1h_ranking_drops_a_call_at_the_boundary() {
     assert_eq!(g.top(Window::H24, 10, T0 + HOUR).unwrap().len(), 1);
 }
 
+/// Discovery's signals: 7d totals and an upper bound on the last counted call.
+#[test]
+fn signals_bound_the_last_call_by_its_bucket() {
+    let (policy, mut db, mut global) = fresh();
+    let late = T0 + 20 * 60_000 + 7;
+    ingest(
+        &mut db,
+        &[settled("a", "demo", T0 + 10, 1, 5)],
+        T0 + 10,
+        &policy,
+    );
+    ingest(&mut db, &[settled("b", "demo", late, 2, 5)], late, &policy);
+    let now = T0 + 30 * 60_000;
+    run_alarms_until_idle_before(&mut db, &mut global, late, now, &policy);
+    let signals = Trending::open(&mut global).unwrap().signals(now).unwrap();
+    assert_eq!(signals.len(), 1);
+    let s = &signals[0];
+    assert_eq!((s.tenant.as_str(), s.calls, s.payers), ("demo", 2, 2));
+    let last = s.last_called_ms.unwrap();
+    assert!(last >= late, "never before the last call");
+    assert!(
+        last <= T0 + 25 * 60_000,
+        "within its 5-minute bucket: {last}"
+    );
+    // A week later nothing is left to list.
+    assert!(Trending::open(&mut global)
+        .unwrap()
+        .signals(T0 + 8 * DAY)
+        .unwrap()
+        .is_empty());
+}
+
 /// Runs due alarms from `from` up to and including `until`.
 fn run_alarms_until_idle_before(
     db: &mut MemSql,

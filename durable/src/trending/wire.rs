@@ -96,3 +96,19 @@ pub struct SweepReport {
     /// The per-call bound was reached: call again.
     pub more: bool,
 }
+
+/// One tenant's standing for discovery (`GET /signals`): its 7-day totals and when it was
+/// last called, as far as the rollups tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signal {
+    pub tenant: String,
+    /// Ranked calls in the 7d window (after per-identity caps).
+    pub calls: u64,
+    /// Distinct tracked payers in the 7d window.
+    pub payers: u64,
+    /// The end of the newest bucket holding a counted call, capped by the rollup's time: no
+    /// counted call is later than this (5-minute precision within the last hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_called_ms: Option<i64>,
+}
