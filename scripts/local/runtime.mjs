@@ -162,6 +162,7 @@ function runtimeStdio(verbose) {
  * - egressProbe: also run the outbound Worker in its production mode (parameters from env:
  *   EGRESS_PROBE_PARAMS) as ENV_EGRESS_WORKER, and the tenant stand-in EGRESS_PROBE_WORKER
  *   whose fetches go to it, on a socket of its own (directUrls[EGRESS_PROBE_WORKER]).
+ * - inspectorPort: open workerd's inspector there (CPU profiles: scripts/bench/profile.mjs).
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -175,6 +176,7 @@ export async function startLocal({
   extraWorkers = [],
   allowLocalX402 = false,
   egressProbe = false,
+  inspectorPort = undefined,
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
@@ -270,6 +272,7 @@ export async function startLocal({
     log: new Log(verbose ? LogLevel.INFO : LogLevel.WARN),
     // No network here: use Miniflare's placeholder request.cf instead of fetching one.
     cf: false,
+    ...(inspectorPort === undefined ? {} : { inspectorPort }),
     durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
     handleRuntimeStdio: runtimeStdio(verbose),
     workers: [dispatcher, namespace, egress, ...tenants, ...probes, ...extras],

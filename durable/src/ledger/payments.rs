@@ -226,6 +226,18 @@ impl<S: SqlStore> Ledger<'_, S> {
         settlement: &Settlement<'_>,
         now_ms: i64,
     ) -> Result<Applied<Payment>, LedgerError> {
+        self.settle_with_event(key, settlement, None, now_ms)
+    }
+
+    /// [`Ledger::settle`], keeping the call's usage `event` in the same atomic step when
+    /// the payment settles now (not on a replay): see `super::events`.
+    pub fn settle_with_event(
+        &mut self,
+        key: &str,
+        settlement: &Settlement<'_>,
+        event: Option<&crate::events::UsageEvent>,
+        now_ms: i64,
+    ) -> Result<Applied<Payment>, LedgerError> {
         check_token("key", key, MAX_KEY_LEN)?;
         check_token("txRef", settlement.tx_ref, MAX_TX_REF_LEN)?;
         let payer = parse_evm_address(settlement.payer).map_err(|e| super::invalid("payer", e))?;
@@ -240,8 +252,13 @@ impl<S: SqlStore> Ledger<'_, S> {
             fee_bps: settlement.fee_bps,
             reason: settlement.reason,
         };
-        self.store
-            .atomically(&mut |s| settle_in(s, key, &n, now_ms))
+        self.store.atomically(&mut |s| {
+            let applied = settle_in(s, key, &n, now_ms)?;
+            if let (Some(e), false) = (event, applied.replayed) {
+                super::events::keep(s, e, now_ms)?;
+            }
+            Ok(applied)
+        })
     }
 
     /// Voids a reserved payment (the tenant failed, or settlement was refused). Voiding a
