@@ -226,11 +226,20 @@ const median = (xs) => {
 const fac = await startFacilitatorProcess();
 const peer = bundlePeer();
 const PEER = "peer-hono";
+const LEDGER_PROBE = "ledger-probe";
 const p = await startLocal({
   persistDir: null,
   directSockets: true,
   vars: { FACILITATOR_URL: fac.url },
   extraWorkers: [
+    {
+      // One ledger object driven directly (reserve + settle pairs), no dispatcher in between.
+      name: LEDGER_PROBE,
+      compatibilityDate: "2026-04-20",
+      modulesRoot: ROOT,
+      modules: [{ type: "ESModule", path: path.join(ROOT, "scripts/bench/fixtures/ledger-probe.mjs") }],
+      durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" } },
+    },
     {
       name: PEER,
       compatibilityDate: "2026-04-20",
@@ -361,6 +370,20 @@ try {
   console.log(`free, dispatcher / direct: throughput ${ratio(m.dispatcherFree.rps, m.direct.rps)}, server CPU per call ${ratio(m.dispatcherFree.server, m.direct.server)}, p50 ${ratio(m.dispatcherFree.p50, m.direct.p50)}, p99 ${ratio(m.dispatcherFree.p99, m.direct.p99)}`);
   const busy = (r) => ((r.facilitator * r.rps) / 10).toFixed(0);
   console.log(`facilitator stand-in busy (CPU per call x req/s): ${busy(m.peerPaid)}% of a core under the peer, ${busy(m.dispatcherPaid)}% under the dispatcher (it recovers the EIP-712 signer at /verify and again at /settle, in JS)`);
+  // One ledger object, driven directly: reserve + settle pairs per second.
+  const probe = (n, inflight) => fetch(`${p.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=${inflight}`).then((r) => r.json());
+  await probe(300, 16);
+  const ledgerRuns = [];
+  for (let i = 0; i < rounds; i++) {
+    const c0 = cpuMs(pids);
+    const r = await probe(3000, 16);
+    ledgerRuns.push({ rate: (r.pairs * 1000) / r.ms, cpu: (cpuMs(pids) - c0) / r.pairs, failed: r.failed });
+  }
+  console.log(
+    `one ledger object, driven directly (scripts/bench/fixtures/ledger-probe.mjs, 16 pairs in flight, 3000 pairs a run): ` +
+      `${median(ledgerRuns.map((r) => r.rate)).toFixed(0)} reserve+settle pairs/s (runs: ${ledgerRuns.map((r) => r.rate.toFixed(0)).join("/")}), ` +
+      `workerd CPU ${median(ledgerRuns.map((r) => r.cpu)).toFixed(3)} ms per pair, failed ${ledgerRuns.reduce((a, r) => a + r.failed, 0)}`,
+  );
   console.log(`per round (req/s): ` + Object.entries(results).map(([k, v]) => `${k} ${v.map((r) => r.rps.toFixed(0)).join("/")}`).join("; "));
   const targetP99 = 2 * m.direct.p99 + 5;
   console.log(

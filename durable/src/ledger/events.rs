@@ -32,8 +32,15 @@ pub(super) fn keep<S: SqlStore>(
         .map_err(|e| super::invalid("event", format!("{}: {}", e.field, e.reason)))?;
     let json = serde_json::to_string(event).map_err(|e| corrupt(e.to_string()))?;
     s.exec(
-        "INSERT OR IGNORE INTO ledger_events (id, event, at_ms) VALUES (?, ?, ?)",
-        &[event.id.as_str().into(), json.into(), checked_int(now_ms)?],
+        // Only a repeated id is skipped (a constraint failing otherwise is an error).
+        "INSERT INTO ledger_events (id, tenant, event, at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+        &[
+            event.id.as_str().into(),
+            event.tenant.as_str().into(),
+            json.into(),
+            checked_int(now_ms)?,
+        ],
     )?;
     Ok(())
 }

@@ -450,7 +450,29 @@ fn reserve_in<S: SqlStore>(
         ],
     )?;
     b.save(s)?;
-    reload(s, key)
+    // The row as just written, not read back.
+    Ok(Payment {
+        key: key.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        state: PaymentState::Reserved,
+        gross,
+        fee: None,
+        net: None,
+        fee_bps: facts.map(|f| f.fee_bps),
+        tx_ref: None,
+        network: facts.map(|f| f.network),
+        payer: facts.map(|f| f.payer.clone()),
+        local_settlement: None,
+        void_reason: None,
+        reserved_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        reserved_seq: seq,
+        last_seq: seq,
+        asset: facts.map(|f| f.asset.clone()),
+        nonce: facts.map(|f| f.nonce.clone()),
+        valid_before_s: facts.map(|f| f.valid_before_s),
+        unknown_reason: None,
+    })
 }
 
 fn settle_in<S: SqlStore>(
@@ -517,7 +539,24 @@ fn settle_in<S: SqlStore>(
     if updated.is_none() {
         return Err(corrupt(format!("payment {key:?} left open mid-settle")));
     }
-    commit(s, &b, reload, key)
+    b.save(s)?;
+    // The row as just written, not read back.
+    Ok(Applied {
+        record: Payment {
+            state: PaymentState::Settled,
+            fee: Some(fee),
+            net: Some(net),
+            fee_bps: Some(n.fee_bps),
+            tx_ref: Some(n.tx_ref.to_owned()),
+            network: Some(n.network),
+            payer: Some(n.payer.clone()),
+            local_settlement: Some(n.local_settlement),
+            updated_at_ms: now_ms,
+            last_seq: seq,
+            ..p
+        },
+        replayed: false,
+    })
 }
 
 /// A settlement's reference must identify it alone. A local settlement's is
