@@ -2,7 +2,7 @@
 //! rules): a [`Usage`] starts with the call, the limiter and the paywall report to its
 //! [`CallRecord`], and [`Usage::finish`] turns it into one event, sent to the usage queue
 //! (Cloudflare Queues, binding [`USAGE_QUEUE`]) with `ctx.waitUntil`, after the response is
-//! on its way. A settled paid call's event goes with its settlement instead
+//! on its way, in batches per isolate ([`enqueue`]). A settled paid call's event goes with its settlement instead
 //! ([`Usage::event_for_ledger`]): the tenant's ledger keeps it in the same atomic step and
 //! sends it to the queue itself, so it is lost neither with the isolate nor with the process.
 //!
@@ -17,7 +17,7 @@
 //! malformed URL): there is no tenant object to hold them, and creating one per made-up
 //! slug would let anyone create storage at will.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use claw_durable::events::UsageEvent;
@@ -55,7 +55,22 @@ extern "C" {
 thread_local! {
     /// The salt warning is logged once per isolate.
     static SALT_WARNED: Cell<bool> = const { Cell::new(false) };
+    /// Event JSONs waiting for the queue, from every call of this isolate ([`enqueue`]).
+    static PENDING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// When the call sending [`PENDING`] last made progress; None: no call is sending.
+    static SENDER_SINCE: Cell<Option<i64>> = const { Cell::new(None) };
 }
+
+/// Messages per `sendBatch` (the queue's limit is 100).
+const QUEUE_BATCH: usize = 100;
+/// The sender's pause before each batch, so that concurrent calls' events join it.
+const SEND_PAUSE_MS: u64 = 2;
+/// A sender without progress this long is presumed gone; the next call takes over.
+const SENDER_STALE_MS: i64 = 5_000;
+/// A call sends for the isolate at most this long, well within a waitUntil's time limit.
+const SENDER_TENURE_MS: i64 = 5_000;
+/// Events pending in one isolate at most (the queue is not keeping up beyond that).
+const MAX_PENDING: usize = 10_000;
 
 /// One call's usage event in the making.
 pub struct Usage {
@@ -234,8 +249,13 @@ fn salt_for(env: &Env, mode: Recording) -> Option<Salt> {
     s
 }
 
-/// Hands one event to the usage queue (tried twice); logs (without any caller data) an
-/// event that could not be handed over.
+/// Hands one event to the usage queue, batched per isolate: the event joins the isolate's
+/// pending list; if no call is sending, this call's waitUntil becomes the sender and sends
+/// everything pending (`sendBatch`, up to [`QUEUE_BATCH`] messages each, tried twice) until
+/// nothing is left, pausing [`SEND_PAUSE_MS`] first so that concurrent calls join the batch.
+/// No call waits for another: the others return at once. A sender that vanished (its
+/// request cancelled) is taken over after [`SENDER_STALE_MS`]. Logs (without any caller
+/// data) events that could not be handed over.
 async fn enqueue(env: Env, event: UsageEvent) {
     let json = match serde_json::to_string(&event) {
         Ok(j) => j,
@@ -248,24 +268,81 @@ async fn enqueue(env: Env, event: UsageEvent) {
             return;
         }
     };
+    let now = respond::now_ms();
+    let dropped = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() >= MAX_PENDING {
+            return true;
+        }
+        p.push(json);
+        false
+    });
+    if dropped {
+        worker::console_error!(
+            "usage_event_lost: tenant={} id={}: {MAX_PENDING} events already pending",
+            event.tenant,
+            event.id
+        );
+        return;
+    }
+    let sender = SENDER_SINCE.with(|since| match since.get() {
+        Some(t) if now.saturating_sub(t) < SENDER_STALE_MS => false,
+        _ => {
+            since.set(Some(now));
+            true
+        }
+    });
+    if !sender {
+        return;
+    }
+    loop {
+        worker::Delay::from(std::time::Duration::from_millis(SEND_PAUSE_MS)).await;
+        // A waitUntil has a time limit: after its tenure the sender hands over (the next
+        // call becomes sender) and sends only what is pending now.
+        let last = respond::now_ms().saturating_sub(now) >= SENDER_TENURE_MS;
+        let batch: Vec<String> = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let n = if last {
+                p.len()
+            } else {
+                p.len().min(QUEUE_BATCH)
+            };
+            p.drain(..n).collect()
+        });
+        if batch.is_empty() || last {
+            SENDER_SINCE.with(|since| since.set(None));
+        } else {
+            SENDER_SINCE.with(|since| since.set(Some(respond::now_ms())));
+        }
+        for chunk in batch.chunks(QUEUE_BATCH) {
+            send_batch(&env, chunk).await;
+        }
+        if batch.is_empty() || last {
+            return;
+        }
+    }
+}
+
+/// Sends one batch of event JSONs to the queue, tried twice; logs a batch that was lost.
+async fn send_batch(env: &Env, batch: &[String]) {
     let mut why = String::new();
     for _ in 0..SEND_ATTEMPTS {
-        let message = RawMessageBuilder::new(JsValue::from_str(&json))
-            .build_with_content_type(QueueContentType::Text);
+        let messages: Vec<_> = batch
+            .iter()
+            .map(|json| {
+                RawMessageBuilder::new(JsValue::from_str(json))
+                    .build_with_content_type(QueueContentType::Text)
+            })
+            .collect();
         match env.queue(USAGE_QUEUE) {
-            Ok(queue) => match queue.send_raw(message).await {
+            Ok(queue) => match queue.send_raw_batch(messages).await {
                 Ok(()) => return,
                 Err(e) => why = e.to_string(),
             },
             Err(e) => why = format!("binding {USAGE_QUEUE}: {e}"),
         }
     }
-    worker::console_error!(
-        "usage_event_lost: tenant={} id={} stage={}: {why}",
-        event.tenant,
-        event.id,
-        event.stage.as_str()
-    );
+    worker::console_error!("usage_events_lost: {} events: {why}", batch.len());
 }
 
 /// The usage queue's consumer: writes a batch of events into their tenants' objects, at
