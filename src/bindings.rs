@@ -54,6 +54,10 @@ pub const ALLOW_LOCAL_X402_VERIFICATION: &str = "ALLOW_LOCAL_X402_VERIFICATION";
 /// Durable Object namespace of the per-tenant usage events (class `UsageEvents`, one object
 /// per tenant slug). The objects themselves find the trending object as `TRENDING`.
 pub const USAGE_EVENTS: &str = "USAGE_EVENTS";
+/// The usage queue (Cloudflare Queues): every call's event is sent here off the response
+/// path, and this Worker consumes it into the `UsageEvents` objects. The queue's name is
+/// in wrangler.toml.
+pub const USAGE_QUEUE: &str = claw_durable::events::USAGE_QUEUE_BINDING;
 /// Durable Object namespace of the trending rankings (class `Trending`, one object `global`).
 pub const TRENDING: &str = "TRENDING";
 /// `true`: `GET /__platform/events` needs no token. Anything else: the analytics token.

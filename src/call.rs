@@ -29,7 +29,8 @@ pub async fn serve(
     };
     usage.admitted(&admission);
     // Paid tenants: the x402 paywall around dispatch; free tenants: dispatch.
-    let answer = paywall::call(req, env, config, url, rest, &mut usage).await;
+    let signer = admission.signer.as_deref();
+    let answer = paywall::call(req, env, config, url, rest, &mut usage, signer).await;
     usage.observe(&answer);
     Ok(usage.finish(env, ctx, limit::admitted(&admission, answer)))
 }

@@ -9,10 +9,11 @@
 //! | `/discovery/resources`, `/discovery/search` | `crate::discovery` (x402 Bazaar listing) |
 //! | `/mcp` | `crate::mcp` (MCP tools; paid tools call [`tenant`]) |
 //! | `/` | the service index |
+//! | a batch of the usage queue | `crate::usage::edge::consume` |
 
 use claw_durable::problem::{Code, Problem};
 use claw_durable::registry::TenantStatus;
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
 
 use crate::bindings::{self, PLATFORM_DOMAIN, ROLE_OUTBOUND, WORKER_ROLE};
 use crate::http::respond;
@@ -27,6 +28,13 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     let outcome = handle(req, &env, &ctx).await;
     Ok(outcome.unwrap_or_else(|p| respond::problem(&p)))
+}
+
+/// The usage queue's consumer (`crate::usage::edge::consume`).
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    crate::usage::edge::consume(&batch, &env).await;
+    Ok(())
 }
 
 async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Problem> {

@@ -1,6 +1,9 @@
 //! [`SqlStore`] on a Durable Object's SQLite storage.
 
 use crate::store::{checked_int, Row, SqlStore, SqlValue, StoreError};
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::{SqlStorage, SqlStorageValue, State};
@@ -18,15 +21,29 @@ extern "C" {
 pub struct DoSql {
     sql: SqlStorage,
     raw: JsValue,
+    schemas: Schemas,
 }
 
+/// The schemas an object's storage is known to hold, kept by the object across its
+/// requests ([`SqlStore::schema_known`]); one per object instance, never shared between
+/// objects (each has its own storage).
+#[derive(Debug, Default, Clone)]
+pub struct Schemas(Rc<RefCell<Vec<&'static str>>>);
+
 impl DoSql {
+    /// A store that checks its schema on every open.
     pub fn new(state: &State) -> Self {
+        Self::remembering(state, &Schemas::default())
+    }
+
+    /// A store that remembers, in `schemas`, which schemas it found in place.
+    pub fn remembering(state: &State, schemas: &Schemas) -> Self {
         let storage = state.storage();
         let raw: &JsValue = storage.as_raw().as_ref();
         DoSql {
             sql: storage.sql(),
             raw: raw.clone(),
+            schemas: schemas.clone(),
         }
     }
 }
@@ -60,6 +77,17 @@ fn from_do(v: SqlStorageValue) -> SqlValue {
 }
 
 impl SqlStore for DoSql {
+    fn schema_known(&self, schema: &'static str) -> bool {
+        self.schemas.0.borrow().contains(&schema)
+    }
+
+    fn note_schema(&mut self, schema: &'static str) {
+        let mut known = self.schemas.0.borrow_mut();
+        if !known.contains(&schema) {
+            known.push(schema);
+        }
+    }
+
     fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         let bindings = params.iter().map(to_do).collect::<Result<Vec<_>, _>>()?;
         let cursor = self.sql.exec(sql, bindings).map_err(js_err)?;

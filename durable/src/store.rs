@@ -154,6 +154,16 @@ pub trait SqlStore {
     where
         E: From<StoreError>;
 
+    /// Whether this store already knows that the tables of `schema` (a name the opener
+    /// chooses) are in place: an object remembers it across its requests, so opening a
+    /// ledger or an events store costs no SQL. False unless the store keeps track.
+    fn schema_known(&self, _schema: &'static str) -> bool {
+        false
+    }
+
+    /// Notes that the tables of `schema` are in place (see [`SqlStore::schema_known`]).
+    fn note_schema(&mut self, _schema: &'static str) {}
+
     /// Runs a statement that must return at most one row.
     fn query_opt(&mut self, sql: &str, params: &[SqlValue]) -> Result<Option<Row>, StoreError> {
         let mut rows = self.exec(sql, params)?;

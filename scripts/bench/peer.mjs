@@ -18,9 +18,17 @@
 // Everything runs in that one workerd: the dispatcher's Durable Objects (ledger, limiter,
 // usage) and the namespace emulator and outbound Worker included.
 //
+// Free cases run a fixed number of calls (BENCH_FREE_CALLS, 50,000 per case and round) and
+// count drops: calls that got no answer at all (the server closed the keep-alive socket,
+// ECONNRESET, or nothing within 30 s). Last, the events lost to a SIGKILL: a runtime on a
+// state directory serves BENCH_KILL_CALLS paid and as many free calls at once, is killed
+// (SIGKILL) the moment the last answer is read, restarts on the same state, and the events
+// feed is compared with the calls that were answered.
+//
 // Env: BENCH_SECONDS (8), BENCH_CONCURRENCY (32), BENCH_ROUNDS (3), BENCH_PAID_PAYMENTS
 // (payments signed for a target's first round, 4000; later rounds size the pool from the
-// rate measured before). Numbers are indicative: 2 shared cores, everything on one machine.
+// rate measured before), BENCH_FREE_CALLS (50000), BENCH_KILL_CALLS (200; 0 skips the
+// kill phase). Numbers are indicative: 2 shared cores, everything on one machine.
 
 import http from "node:http";
 import fs from "node:fs";
@@ -35,6 +43,8 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const firstPool = Number(process.env.BENCH_PAID_PAYMENTS ?? 4000);
+const freeCalls = Number(process.env.BENCH_FREE_CALLS ?? 50_000);
+const killCalls = Number(process.env.BENCH_KILL_CALLS ?? 200);
 const AMOUNT = pricedTenant().price.amountAtomic;
 const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim() || 100);
 
@@ -97,7 +107,7 @@ const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, M
 /// C workers send requests until `s` seconds pass or `next()` returns null. Only 200s count
 /// as completed calls (throughput, latency); anything else is counted apart, by status (or
 /// by the error code when no answer came: ECONNRESET, timeout after 30 s, ...).
-async function load(url, next, { s = seconds, cpu = null } = {}) {
+async function load(url, next, { s = seconds, cpu = null, calls = Infinity } = {}) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const ok = [];
   const failed = {};
@@ -105,10 +115,12 @@ async function load(url, next, { s = seconds, cpu = null } = {}) {
   const cpu0 = cpu ? cpu.map(([, f]) => f()) : [];
   const start = performance.now();
   const end = start + s * 1000;
+  let sent = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       for (;;) {
-        if (performance.now() >= end) return;
+        if (performance.now() >= end || sent >= calls) return;
+        sent += 1;
         const headers = next();
         if (headers === null) {
           exhausted = true;
@@ -126,7 +138,12 @@ async function load(url, next, { s = seconds, cpu = null } = {}) {
   agent.destroy();
   ok.sort((a, b) => a - b);
   const nFailed = Object.values(failed).reduce((a, b) => a + b, 0);
+  // No HTTP answer at all (an error code instead of a status): the connection was dropped.
+  const drops = Object.entries(failed)
+    .filter(([k]) => !/^\d+$/.test(k))
+    .reduce((a, [, c]) => a + c, 0);
   return {
+    drops,
     rps: ok.length / elapsed,
     p50: pct(ok, 50),
     p99: pct(ok, 99),
@@ -209,11 +226,20 @@ const median = (xs) => {
 const fac = await startFacilitatorProcess();
 const peer = bundlePeer();
 const PEER = "peer-hono";
+const LEDGER_PROBE = "ledger-probe";
 const p = await startLocal({
   persistDir: null,
   directSockets: true,
   vars: { FACILITATOR_URL: fac.url },
   extraWorkers: [
+    {
+      // One ledger object driven directly (reserve + settle pairs), no dispatcher in between.
+      name: LEDGER_PROBE,
+      compatibilityDate: "2026-04-20",
+      modulesRoot: ROOT,
+      modules: [{ type: "ESModule", path: path.join(ROOT, "scripts/bench/fixtures/ledger-probe.mjs") }],
+      durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" } },
+    },
     {
       name: PEER,
       compatibilityDate: "2026-04-20",
@@ -287,7 +313,8 @@ try {
     const r = await load(urls[k], () => (i < pool.length ? pool[i++] : null), { cpu });
     results[k].push(r);
   };
-  const runFree = async (k) => results[k].push(await load(urls[k], () => ({}), { cpu }));
+  // A fixed number of calls (no time limit): max and drops are over all of them.
+  const runFree = async (k) => results[k].push(await load(urls[k], () => ({}), { cpu, s: Infinity, calls: freeCalls }));
   for (let round = 0; round < rounds; round++) {
     const paidOrder = round % 2 ? ["peerPaid", "dispatcherPaid"] : ["dispatcherPaid", "peerPaid"];
     const freeOrder = round % 2 ? ["direct", "dispatcherFree"] : ["dispatcherFree", "direct"];
@@ -310,6 +337,8 @@ try {
       client: median(rs.map((r) => r.cpuPerCall.client)),
       n: rs.reduce((a, r) => a + r.n, 0),
       nFailed: rs.reduce((a, r) => a + r.nFailed, 0),
+      drops: rs.reduce((a, r) => a + r.drops, 0),
+      worst: Math.max(...rs.map((r) => r.max)),
       failed,
       exhausted: rs.some((r) => r.exhausted),
     };
@@ -318,7 +347,7 @@ try {
   const ms = (x) => (Number.isNaN(x) ? "-" : x.toFixed(2));
   const fails = (r) => (r.nFailed ? `${r.nFailed} (${Object.entries(r.failed).map(([s, c]) => `${s}: ${c}`).join(", ")})` : "0");
   const row = (name, r, paid) =>
-    `| ${name} | ${r.rps.toFixed(0)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.max)} | ${ms(r.server)} | ${paid ? ms(r.facilitator) : "-"} | ${ms(r.client)} | ${r.n} | ${fails(r)} |`;
+    `| ${name} | ${r.rps.toFixed(0)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.max)} | ${ms(r.worst)} | ${ms(r.server)} | ${paid ? ms(r.facilitator) : "-"} | ${ms(r.client)} | ${r.n} | ${fails(r)} | ${r.drops} |`;
 
   console.log(`\npeer benchmark: ${concurrency} concurrent keep-alive workers (node loop), ${seconds}s per case, ${rounds} rounds alternating, medians; loopback; one workerd via Miniflare direct sockets (inspector off)`);
   console.log(`peer: @x402/hono 2.27.0 + hono 4.13.19 (+ @x402/core, @x402/evm exact server scheme 2.27.0), bundle ${(peer.bytes / 1024).toFixed(0)} KiB, nodejs_compat`);
@@ -326,8 +355,9 @@ try {
   console.log(`server CPU = utime+stime of workerd (pid ${pids.join(", ")}: dispatcher, its Durable Objects, namespace emulator, outbound Worker, tenant and peer Workers) over completed calls; facilitator and client (this node loop) CPU apart`);
   const signMs = Object.values(signed).flat();
   console.log(`pre-signed ${signMs.reduce((a, s) => a + s.n, 0)} payments (viem) in ${(signMs.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)} s, outside the measured windows\n`);
-  console.log("| case | req/s | p50 ms | p99 ms | max ms | server CPU per call ms | facilitator CPU per call ms | client CPU per call ms | 200s | non-200 |");
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log(`free cases: ${freeCalls} calls per case and round; paid cases: ${seconds} s per case and round`);
+  console.log("| case | req/s | p50 ms | p99 ms | max ms (median) | max ms (worst round) | server CPU per call ms | facilitator CPU per call ms | client CPU per call ms | 200s | non-200 | dropped (no answer) |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
   console.log(row("paid: peer (@x402/hono in a Worker) /hello", m.peerPaid, true));
   console.log(row("paid: dispatcher /t/bench-paid/hello (facilitator)", m.dispatcherPaid, true));
   console.log(row("free: dispatcher /t/demo-fn/hello", m.dispatcherFree, false));
@@ -340,9 +370,88 @@ try {
   console.log(`free, dispatcher / direct: throughput ${ratio(m.dispatcherFree.rps, m.direct.rps)}, server CPU per call ${ratio(m.dispatcherFree.server, m.direct.server)}, p50 ${ratio(m.dispatcherFree.p50, m.direct.p50)}, p99 ${ratio(m.dispatcherFree.p99, m.direct.p99)}`);
   const busy = (r) => ((r.facilitator * r.rps) / 10).toFixed(0);
   console.log(`facilitator stand-in busy (CPU per call x req/s): ${busy(m.peerPaid)}% of a core under the peer, ${busy(m.dispatcherPaid)}% under the dispatcher (it recovers the EIP-712 signer at /verify and again at /settle, in JS)`);
+  // One ledger object, driven directly: reserve + settle pairs per second.
+  const probe = (n, inflight) => fetch(`${p.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=${inflight}`).then((r) => r.json());
+  await probe(300, 16);
+  const ledgerRuns = [];
+  for (let i = 0; i < rounds; i++) {
+    const c0 = cpuMs(pids);
+    const r = await probe(3000, 16);
+    ledgerRuns.push({ rate: (r.pairs * 1000) / r.ms, cpu: (cpuMs(pids) - c0) / r.pairs, failed: r.failed });
+  }
+  console.log(
+    `one ledger object, driven directly (scripts/bench/fixtures/ledger-probe.mjs, 16 pairs in flight, 3000 pairs a run): ` +
+      `${median(ledgerRuns.map((r) => r.rate)).toFixed(0)} reserve+settle pairs/s (runs: ${ledgerRuns.map((r) => r.rate.toFixed(0)).join("/")}), ` +
+      `workerd CPU ${median(ledgerRuns.map((r) => r.cpu)).toFixed(3)} ms per pair, failed ${ledgerRuns.reduce((a, r) => a + r.failed, 0)}`,
+  );
   console.log(`per round (req/s): ` + Object.entries(results).map(([k, v]) => `${k} ${v.map((r) => r.rps.toFixed(0)).join("/")}`).join("; "));
+  const targetP99 = 2 * m.direct.p99 + 5;
+  console.log(
+    `free targets: throughput ratio ${ratio(m.dispatcherFree.rps, m.direct.rps)} (>= 0.5), p99 ${ms(m.dispatcherFree.p99)} ms (<= 2 x direct + 5 = ${ms(targetP99)}), ` +
+      `worst call ${ms(m.dispatcherFree.worst)} ms (< 1000), dropped ${m.dispatcherFree.drops} of ${m.dispatcherFree.n + m.dispatcherFree.nFailed} (0)`,
+  );
 } finally {
   await p.dispose();
   fac.close();
   fs.rmSync(peer.dir, { recursive: true, force: true });
+}
+
+// ---- events lost to a SIGKILL right after answering -----------------------------------------
+
+if (killCalls > 0) {
+  const { childPids, tempStateDir } = await import("../../tests/e2e/harness.mjs");
+  const { DEV_ANALYTICS_TOKEN } = await import("../local/runtime.mjs");
+  const fac2 = await startFacilitatorProcess();
+  const persistDir = tempStateDir();
+  const vars = { FACILITATOR_URL: fac2.url };
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const burstThenKill = async (url, headersList) => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+    const statuses = await Promise.all(headersList.map((h) => request(agent, url, h)));
+    for (const pid of childPids("workerd")) process.kill(pid, "SIGKILL");
+    agent.destroy();
+    return statuses.filter((s) => s === 200).length;
+  };
+  const countEvents = async (base, tenant, stage) => {
+    let n = 0;
+    let since = 0;
+    for (;;) {
+      const r = await fetch(`${base}/__platform/events?tenant=${tenant}&stage=${stage}&since=${since}&limit=500`, {
+        headers: { authorization: `Bearer ${DEV_ANALYTICS_TOKEN}` },
+      });
+      const j = await r.json();
+      n += j.events.length;
+      since = j.nextCursor;
+      if (!j.hasMore) return n;
+    }
+  };
+  try {
+    let k = await startLocal({ persistDir, vars });
+    await seedDemoTenants(k.url);
+    await seedDemoTenants(k.url, undefined, { "bench-paid": pricedTenant() });
+    const paidUrl = `${k.url}/t/bench-paid/hello`;
+    const { pool } = await presign(await challengeOf(paidUrl), killCalls);
+    const settled = await burstThenKill(paidUrl, pool);
+    await Promise.race([k.dispose().catch(() => {}), sleep(5000)]);
+    k = await startLocal({ persistDir, vars });
+    const served = await burstThenKill(`${k.url}/t/demo-fn/hello`, Array.from({ length: killCalls }, () => ({})));
+    await Promise.race([k.dispose().catch(() => {}), sleep(5000)]);
+    k = await startLocal({ persistDir, vars });
+    // Whatever is still on its way (a ledger's alarm, the queue) gets 20 s.
+    let paidEvents = 0;
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && (paidEvents = await countEvents(k.url, "bench-paid", "settled")) < settled) await sleep(500);
+    await sleep(2000);
+    paidEvents = await countEvents(k.url, "bench-paid", "settled");
+    const freeEvents = await countEvents(k.url, "demo-fn", "served");
+    await k.dispose();
+    console.log(`\nevents lost to a SIGKILL of workerd right after answering (${killCalls} calls at once, restart on the same state, 20 s to deliver):`);
+    console.log(`| calls | answered 200 | events after restart | lost |`);
+    console.log(`|---|---|---|---|`);
+    console.log(`| paid, settled | ${settled} | ${paidEvents} | ${Math.max(0, settled - paidEvents)} |`);
+    console.log(`| free, served | ${served} | ${freeEvents} | ${Math.max(0, served - freeEvents)} |`);
+  } finally {
+    fac2.close();
+    fs.rmSync(persistDir, { recursive: true, force: true });
+  }
 }

@@ -184,6 +184,7 @@ function runtimeStdio(verbose) {
  * - egressProbe: also run the outbound Worker in its production mode (parameters from env:
  *   EGRESS_PROBE_PARAMS) as ENV_EGRESS_WORKER, and the tenant stand-in EGRESS_PROBE_WORKER
  *   whose fetches go to it, on a socket of its own (directUrls[EGRESS_PROBE_WORKER]).
+ * - inspectorPort: open workerd's inspector there (CPU profiles: scripts/bench/profile.mjs).
  */
 export async function startLocal({
   persistDir = path.join(ROOT, ".state"),
@@ -197,6 +198,7 @@ export async function startLocal({
   extraWorkers = [],
   allowLocalX402 = false,
   egressProbe = false,
+  inspectorPort = undefined,
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
@@ -320,6 +322,7 @@ export async function startLocal({
     log: new Log(verbose ? LogLevel.INFO : LogLevel.WARN),
     // No network here: use Miniflare's placeholder request.cf instead of fetching one.
     cf: false,
+    ...(inspectorPort === undefined ? {} : { inspectorPort }),
     durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
     // The uploaded scripts (the script API's stand-in keeps them in KV).
     kvPersist: persistDir ? path.join(persistDir, "kv") : false,

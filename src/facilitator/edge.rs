@@ -5,7 +5,7 @@
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
 
 use super::{FacilitatorFailure, MAX_FACILITATOR_RESPONSE_BYTES};
-use crate::http::capped::{read_capped, ReadError};
+use crate::http::capped::{read_capped, whole_read_fits, ReadError};
 use crate::http::deadline::{within, TimedOut};
 use crate::x402::X402Error;
 
@@ -42,6 +42,16 @@ pub async fn post(
                 FacilitatorFailure::Unreachable
             })?;
         let status = resp.status_code();
+        // A declared length within the bound (HTTP framing holds the body to it): read in
+        // one piece, without a reader loop's crossings per chunk.
+        let declared = resp.headers().get("content-length").ok().flatten();
+        if whole_read_fits(declared.as_deref(), MAX_FACILITATOR_RESPONSE_BYTES) {
+            return resp
+                .bytes()
+                .await
+                .map(|bytes| (status, bytes))
+                .map_err(|_| FacilitatorFailure::Unreachable);
+        }
         let Ok(stream) = resp.stream() else {
             return Ok((status, Vec::new()));
         };

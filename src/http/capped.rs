@@ -30,6 +30,15 @@ where
     Ok(body)
 }
 
+/// Whether a body whose declared `content-length` is `declared` can be read whole, in one
+/// piece, within `limit`: only when a length is declared and fits (the HTTP framing then
+/// holds the body to it). Otherwise [`read_capped`] reads it chunk by chunk.
+pub fn whole_read_fits(declared: Option<&str>, limit: usize) -> bool {
+    declared
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n <= limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +47,16 @@ mod tests {
 
     fn chunks(parts: &[&[u8]]) -> impl Stream<Item = Result<Vec<u8>, ()>> + Unpin {
         stream::iter(parts.iter().map(|p| Ok(p.to_vec())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_a_declared_length_within_the_cap_is_read_whole() {
+        assert!(whole_read_fits(Some("10"), 10));
+        assert!(whole_read_fits(Some(" 0 "), 10));
+        assert!(!whole_read_fits(Some("11"), 10));
+        assert!(!whole_read_fits(Some("-1"), 10));
+        assert!(!whole_read_fits(Some("ten"), 10));
+        assert!(!whole_read_fits(None, 10));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::bindings::RATE_LIMITER;
 use crate::http::deadline::within;
 use crate::http::{objects, respond};
 use crate::limiter::{
-    applies, identify, plan, unusable_policy, Admission, CallerHeaders, Check, Checked, Refusal,
-    Verdict, HEADER_CONNECTING_IP,
+    applies, identify, identify_signed, identify_unpaid, plan, unusable_policy, Admission,
+    CallerHeaders, Check, Checked, Refusal, Verdict, HEADER_CONNECTING_IP,
 };
 use crate::x402::{HEADER_PAYMENT_SIGNATURE, HEADER_X_PAYMENT};
 
@@ -52,16 +52,17 @@ pub async fn check(req: &Request, env: &Env, config: &TenantConfig) -> Result<Ad
     if !applies(config) {
         return Ok(Admission::default());
     }
-    let caller_key = caller_key(req, config);
+    let (caller_key, signer) = with_headers_of(req, config, identify_signed);
+    let signed = |v: Verdict| match v {
+        Verdict::Admit(a) => Ok(Admission { signer, ..a }),
+        Verdict::Refuse(r) => Err(r),
+    };
     let plan = match plan(config, caller_key.clone(), next_shard_seq()) {
         Ok(Some(p)) => p,
         Ok(None) => return Ok(Admission::default()),
         Err(e) => {
             worker::console_error!("rate limit policy of {} unusable: {e}", config.slug);
-            return match unusable_policy(config, caller_key) {
-                Verdict::Admit(a) => Ok(a),
-                Verdict::Refuse(r) => Err(r),
-            };
+            return signed(unusable_policy(config, caller_key));
         }
     };
     let caller = match &plan.caller {
@@ -74,10 +75,7 @@ pub async fn check(req: &Request, env: &Env, config: &TenantConfig) -> Result<Ad
         }
         _ => None,
     };
-    match plan.verdict(caller, global) {
-        Verdict::Admit(a) => Ok(a),
-        Verdict::Refuse(r) => Err(r),
-    }
+    signed(plan.verdict(caller, global))
 }
 
 /// The response to a refused call: problem+json with its RateLimit fields and Retry-After.
@@ -115,6 +113,19 @@ fn with_headers(mut response: Response, headers: &[(&'static str, String)]) -> R
 /// Who the caller is for `config`'s limits (`crate::limiter::identify`): read from the
 /// payment, API key and connecting-IP headers.
 pub fn caller_key(req: &Request, config: &TenantConfig) -> String {
+    with_headers_of(req, config, identify)
+}
+
+/// [`caller_key`] without reading payment headers (`crate::limiter::identify_unpaid`).
+pub fn caller_key_unpaid(req: &Request, config: &TenantConfig) -> String {
+    with_headers_of(req, config, identify_unpaid)
+}
+
+fn with_headers_of<T>(
+    req: &Request,
+    config: &TenantConfig,
+    identify: fn(&TenantConfig, &CallerHeaders<'_>) -> T,
+) -> T {
     let headers = req.headers();
     let get = |name: &str| headers.get(name).ok().flatten();
     let (x_payment, payment_signature, connecting_ip) = (

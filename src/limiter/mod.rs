@@ -75,16 +75,38 @@ pub struct CallerHeaders<'a> {
 /// it would with many IPs; the global limit bounds them all. API keys are the tenant's to
 /// check.
 pub fn identify(config: &TenantConfig, h: &CallerHeaders<'_>) -> String {
+    identify_signed(config, h).0
+}
+
+/// [`identify`], and the payer whose signature was recovered (lowercase hex), if any: the
+/// paywall's local verifier need not recover it again.
+pub fn identify_signed(config: &TenantConfig, h: &CallerHeaders<'_>) -> (String, Option<String>) {
     let payer = match &config.price {
         Some(price) => signed_payer(price, h),
         None => None,
     };
-    let api_key = if config.api_key_header.is_some() {
+    let key = caller_key(payer.as_deref(), api_key(config, h), h.connecting_ip);
+    (key, payer)
+}
+
+/// [`identify`] without reading payment headers (no signature recovered): for the usage
+/// record of a tenant without limits, which learns a paid caller's payer from the paywall
+/// once the payment is verified ([`payer_key`]).
+pub fn identify_unpaid(config: &TenantConfig, h: &CallerHeaders<'_>) -> String {
+    caller_key(None, api_key(config, h), h.connecting_ip)
+}
+
+/// The caller key of a verified payer.
+pub fn payer_key(payer: &str) -> String {
+    caller_key(Some(payer), None, None)
+}
+
+fn api_key<'a>(config: &TenantConfig, h: &CallerHeaders<'a>) -> Option<&'a str> {
+    if config.api_key_header.is_some() {
         h.api_key
     } else {
         None
-    };
-    caller_key(payer.as_deref(), api_key, h.connecting_ip)
+    }
 }
 
 /// The resource URL of the offer built only for its EIP-712 domain.
@@ -159,6 +181,7 @@ pub fn unusable_policy(config: &TenantConfig, caller_key: String) -> Verdict {
     match config.limiter_failure_mode() {
         FailureMode::Open => Verdict::Admit(Admission {
             caller_key: Some(caller_key),
+            signer: None,
             headers: Vec::new(),
         }),
         FailureMode::Closed => Verdict::Refuse(unavailable(caller_key)),
@@ -215,6 +238,9 @@ pub fn plan(
 pub struct Admission {
     /// `None` when the tenant has no limit (the limiter was skipped).
     pub caller_key: Option<String>,
+    /// The payer (lowercase hex) whose EIP-712 signature identifying the caller recovered,
+    /// if one did: the paywall's local verifier does not recover it a second time.
+    pub signer: Option<String>,
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -279,6 +305,7 @@ impl LimitPlan {
         let Some((scope, rate)) = refused_by else {
             return Verdict::Admit(Admission {
                 caller_key: Some(self.caller_key.clone()),
+                signer: None,
                 headers,
             });
         };
@@ -626,6 +653,7 @@ mod tests {
             v,
             Verdict::Admit(Admission {
                 caller_key: Some("ip:192.0.2.1".into()),
+                signer: None,
                 headers: vec![]
             })
         );

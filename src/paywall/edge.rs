@@ -8,6 +8,7 @@
 //!
 //! A free tenant (no price) goes straight to dispatch.
 
+use claw_durable::events::UsageEvent;
 use claw_durable::ledger::wire::{
     RecoverRequest, Recovery, ReserveRequest, SettleRequest, StoreAnswerMeta, VoidRequest,
 };
@@ -29,6 +30,7 @@ use crate::http::capped::read_capped;
 use crate::http::deadline::within;
 use crate::http::respond;
 use crate::ledger::edge::{self as ledger, wire_json, LedgerAnswer};
+use crate::limiter::payer_key;
 use crate::paywall::{
     self, is_null_body_status, ledger_valid_before, paid_answer_unreadable, recovered,
     reserve_refusal, resource_url, settle_refusal, tenant_timeout, void_reason, Recovered,
@@ -49,7 +51,8 @@ const RECORD_ATTEMPTS: usize = 3;
 
 /// Serves a call to a tenant: through the paywall when it has a price, else dispatched.
 /// Each payment step is reported to the call's usage record (`usage.record()`); the tenant
-/// is dispatched under the call's id (`usage.id()`).
+/// is dispatched under the call's id (`usage.id()`). `signer`: the payer whose signature
+/// the limiter already recovered from this request's payment header (`Admission::signer`).
 pub async fn call(
     req: Request,
     env: &Env,
@@ -57,22 +60,43 @@ pub async fn call(
     url: &Url,
     rest: &str,
     usage: &mut Usage,
+    signer: Option<&str>,
 ) -> Result<Response, Problem> {
     match &config.price {
         None => dispatch::to_tenant(req, env, config, url, rest, usage.id()).await,
-        Some(price) => paid_call(req, env, config, price, url, rest, usage).await,
+        Some(price) => {
+            let call = PaidCall {
+                env,
+                config,
+                price,
+                url,
+                rest,
+                signer,
+            };
+            paid_call(req, &call, usage).await
+        }
     }
 }
 
-async fn paid_call(
-    req: Request,
-    env: &Env,
-    config: &TenantConfig,
-    price: &Price,
-    url: &Url,
-    rest: &str,
-    usage: &mut Usage,
-) -> Result<Response, Problem> {
+/// What a paid call is about, besides its request and its usage record.
+struct PaidCall<'a> {
+    env: &'a Env,
+    config: &'a TenantConfig,
+    price: &'a Price,
+    url: &'a Url,
+    rest: &'a str,
+    signer: Option<&'a str>,
+}
+
+async fn paid_call(req: Request, c: &PaidCall<'_>, usage: &mut Usage) -> Result<Response, Problem> {
+    let PaidCall {
+        env,
+        config,
+        price,
+        url,
+        rest,
+        signer,
+    } = *c;
     let verifier = paywall::verifier(
         bindings::var(env, FACILITATOR_URL).as_deref(),
         bindings::var(env, FACILITATOR_TIMEOUT_MS).as_deref(),
@@ -108,9 +132,12 @@ async fn paid_call(
     let now = u64::try_from(respond::now_ms()).unwrap_or(0);
 
     // 2. Cheap local checks, then verification (local: the signature too).
+    // The limiter recovered this header's signer already: the same signature over the same
+    // token domain, not recovered twice.
+    let signature_checked = signer.is_some_and(|s| s == payment.payer().to_lower_hex());
     let checked = match &verifier {
-        Verifier::Local => verify_locally(&payment, &offer, now),
-        Verifier::Facilitator { .. } => check_payment(&payment, &offer, now),
+        Verifier::Local if !signature_checked => verify_locally(&payment, &offer, now),
+        Verifier::Local | Verifier::Facilitator { .. } => check_payment(&payment, &offer, now),
     };
     let accepted = match checked {
         Ok(a) => a,
@@ -150,6 +177,12 @@ async fn paid_call(
             return Ok(refuse_recorded(usage, &offer, &e));
         }
     }
+
+    // The payment is verified: its payer is the caller (the limiter keys it the same way;
+    // without limits it was not recovered before).
+    usage
+        .record()
+        .caller(&payer_key(&accepted.payer.to_lower_hex()));
 
     // 3. Reserve: from here on, every path that does not serve voids.
     let slug = config.slug.as_str();
@@ -235,9 +268,12 @@ async fn paid_call(
         }
     };
 
-    // 6. Record, then answer with the receipt.
-    match record(env, slug, &accepted, &settlement, config.plan.fee_bps()).await {
-        Recorded::Yes => {}
+    // 6. Record, with the call's usage event (the ledger keeps it with the settlement),
+    // then answer with the receipt.
+    let event = usage.event_for_ledger(&settlement.transaction, answer.status, &answer.headers);
+    let fee_bps = config.plan.fee_bps();
+    match record(env, slug, &accepted, &settlement, fee_bps, event).await {
+        Recorded::Yes => usage.kept_by_ledger(),
         Recorded::Refused(p, reason) => {
             // The ledger refuses this settlement (e.g. a transaction hash that already
             // settled another payment): not a valid settlement, not served.
@@ -259,7 +295,6 @@ async fn paid_call(
             );
         }
     }
-    usage.record().settled(&settlement.transaction);
     Ok(answer.into_response(version, &settlement))
 }
 
@@ -520,6 +555,7 @@ async fn record(
     a: &AcceptedPayment,
     s: &Settlement,
     fee_bps: u32,
+    event: Option<UsageEvent>,
 ) -> Recorded {
     let body = wire_json(&SettleRequest {
         key: a.idempotency_key.clone(),
@@ -528,6 +564,7 @@ async fn record(
         payer: s.payer.to_checksum(),
         local_settlement: s.local,
         fee_bps,
+        event,
     });
     for attempt in 1..=RECORD_ATTEMPTS {
         let sent = Some(body.clone());

@@ -1,49 +1,48 @@
 //! The usage-event step of a tenant call (the glue of [`crate::usage`], which has the
 //! rules): a [`Usage`] starts with the call, the limiter and the paywall report to its
-//! [`CallRecord`], and [`Usage::finish`] turns it into one event, posted to the tenant's
-//! `UsageEvents` object with `ctx.waitUntil`, after the response is on its way.
+//! [`CallRecord`], and [`Usage::finish`] turns it into one event, sent to the usage queue
+//! (Cloudflare Queues, binding [`USAGE_QUEUE`]) with `ctx.waitUntil`, after the response is
+//! on its way, in batches per isolate ([`enqueue`]). A settled paid call's event goes with its settlement instead
+//! ([`Usage::event_for_ledger`]): the tenant's ledger keeps it in the same atomic step and
+//! sends it to the queue itself, so it is lost neither with the isolate nor with the process.
 //!
-//! Delivery, inside each call's `waitUntil`: the event goes into the isolate's outbox
-//! (`crate::usage::outbox`), which sends at most one `POST /events` per tenant at a time and
-//! puts everything that arrived meanwhile in the next one (one event alone when idle, up to
-//! 200 per request under load). A batch is retried once when the object cannot be reached or
-//! answers 5xx (event ids are idempotent: a retry of a write that did land is reported as
-//! a duplicate, never stored twice). A refusal (4xx) is a bug and is logged, not retried.
-//! The event id is also the `callId` the outbound Worker logs each of the call's
-//! subrequests under, so egress logs join to events.
+//! The queue's consumer ([`consume`], this Worker's `queue` handler) writes each batch into
+//! the tenants' `UsageEvents` objects, one `POST /events` per tenant, and acknowledges the
+//! messages that landed; the others are retried by the queue (`max_retries` in
+//! wrangler.toml), then go to its dead-letter queue. Event ids make every write idempotent:
+//! a message delivered twice is stored once. The event id is also the `callId` the
+//! outbound Worker logs each of the call's subrequests under, so egress logs join to events.
 //!
 //! Not recorded: requests that never reach a tenant (unknown slug, registry unavailable,
 //! malformed URL): there is no tenant object to hold them, and creating one per made-up
 //! slug would let anyone create storage at will.
 
 use std::cell::{Cell, RefCell};
-use std::time::Duration;
+use std::collections::HashMap;
 
 use claw_durable::events::UsageEvent;
 use claw_durable::problem::Problem;
 use claw_durable::tenant::TenantConfig;
 use worker::wasm_bindgen::prelude::*;
-use worker::{Context, Env, Method, Request, Response};
+use worker::{
+    Context, Env, MessageBatch, MessageExt, Method, QueueContentType, RawMessage,
+    RawMessageBuilder, Request, Response,
+};
 
 use crate::bindings::{
     self, PLATFORM_ADMIN_TOKEN, SUBREQUESTS_FROM_EMULATOR, USAGE_EVENTS, USAGE_EVENTS_ENABLED,
-    USAGE_SALT,
+    USAGE_QUEUE, USAGE_SALT,
 };
 use crate::http::{objects, respond};
 use crate::limiter::edge as limit;
 use crate::limiter::{applies, Admission, Refusal, RefusalReason};
-use crate::usage::outbox::{Outbox, Step};
-use crate::usage::{emulator_subrequests, recording, salt, CallRecord, Recording, Salt};
+use crate::usage::{emulator_subrequests, recording, salt, CallRecord, Recording, Salt, BATCH};
 
 /// The events object's internal route (the host is never resolved).
 const EVENTS_URL: &str = "https://events.internal/events";
 const EMULATOR_SUBREQUESTS_HEADER: &str = "x-wfp-emulator-subrequests";
-/// Delivery attempts per batch (the first and one retry).
-const ATTEMPTS: u32 = 2;
-/// A call waiting for another call's batch looks again after this, then twice as long
-/// each time, up to [`MAX_PAUSE_MS`].
-const FIRST_PAUSE_MS: u64 = 2;
-const MAX_PAUSE_MS: u64 = 32;
+/// Attempts at handing one event to the queue.
+const SEND_ATTEMPTS: u32 = 2;
 /// Longest piece of a failed answer that goes to the log.
 const MAX_LOGGED_BYTES: usize = 200;
 
@@ -56,9 +55,22 @@ extern "C" {
 thread_local! {
     /// The salt warning is logged once per isolate.
     static SALT_WARNED: Cell<bool> = const { Cell::new(false) };
-    /// Events on their way to their tenants' objects, batched per tenant.
-    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
+    /// Event JSONs waiting for the queue, from every call of this isolate ([`enqueue`]).
+    static PENDING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// When the call sending [`PENDING`] last made progress; None: no call is sending.
+    static SENDER_SINCE: Cell<Option<i64>> = const { Cell::new(None) };
 }
+
+/// Messages per `sendBatch` (the queue's limit is 100).
+const QUEUE_BATCH: usize = 100;
+/// The sender's pause before each batch, so that concurrent calls' events join it.
+const SEND_PAUSE_MS: u64 = 2;
+/// A sender without progress this long is presumed gone; the next call takes over.
+const SENDER_STALE_MS: i64 = 5_000;
+/// A call sends for the isolate at most this long, well within a waitUntil's time limit.
+const SENDER_TENURE_MS: i64 = 5_000;
+/// Events pending in one isolate at most (the queue is not keeping up beyond that).
+const MAX_PENDING: usize = 10_000;
 
 /// One call's usage event in the making.
 pub struct Usage {
@@ -70,6 +82,8 @@ pub struct Usage {
     /// `USAGE_EVENTS_ENABLED=build-only` (benchmarks): make the event, do not send it.
     build_only: bool,
     subrequests_from_emulator: bool,
+    /// The ledger kept this call's event with its settlement: nothing left to send.
+    kept_by_ledger: bool,
 }
 
 impl Usage {
@@ -77,9 +91,11 @@ impl Usage {
     pub fn start(req: &Request, env: &Env, config: &TenantConfig, rest: &str) -> Usage {
         let mode = recording(bindings::var(env, USAGE_EVENTS_ENABLED).as_deref());
         let mut record = CallRecord::new(config, rest, respond::now_ms());
-        // The limiter reports the caller when it runs; otherwise identify it the same way.
+        // The limiter reports the caller when it runs; otherwise identify it the same way,
+        // except that a payer becomes the caller only once the paywall verified its
+        // payment (no signature recovered here for it).
         if !applies(config) {
-            record.caller(&limit::caller_key(req, config));
+            record.caller(&limit::caller_key_unpaid(req, config));
         }
         Usage {
             id: random_uuid(),
@@ -88,6 +104,7 @@ impl Usage {
             build_only: mode == Recording::BuildOnly,
             subrequests_from_emulator: bindings::var(env, SUBREQUESTS_FROM_EMULATOR).as_deref()
                 == Some("true"),
+            kept_by_ledger: false,
         }
     }
 
@@ -123,24 +140,57 @@ impl Usage {
     pub fn observe(&mut self, answer: &Result<Response, Problem>) {
         match answer {
             Err(p) => self.record.problem(&p.code),
-            Ok(resp) if self.subrequests_from_emulator => {
+            Ok(resp) if self.subrequests_from_emulator && !self.kept_by_ledger => {
                 let header = resp
                     .headers()
                     .get(EMULATOR_SUBREQUESTS_HEADER)
                     .ok()
                     .flatten();
-                if let Some(n) = header.as_deref().and_then(emulator_subrequests) {
-                    self.record.subrequests(n);
-                }
+                self.subrequests(header.as_deref());
             }
             Ok(_) => {}
         }
     }
 
+    /// The subrequest count the local emulator reported in the tenant's answer header.
+    fn subrequests(&mut self, header: Option<&str>) {
+        if let Some(n) = header.and_then(emulator_subrequests) {
+            self.record.subrequests(n);
+        }
+    }
+
+    /// The event of a paid call the paywall is about to record as settled, answered with
+    /// the tenant's `status` and `headers`: the ledger keeps it with the settlement
+    /// ([`Usage::kept_by_ledger`] once it did). None when events are off.
+    pub fn event_for_ledger(
+        &mut self,
+        transaction: &str,
+        status: u16,
+        headers: &[(String, String)],
+    ) -> Option<UsageEvent> {
+        self.record.settled(transaction);
+        if self.subrequests_from_emulator {
+            let header = headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(EMULATOR_SUBREQUESTS_HEADER));
+            self.subrequests(header.map(|(_, v)| v.as_str()));
+        }
+        let salt = self.salt.as_ref().filter(|_| !self.build_only)?;
+        Some(
+            self.record
+                .finish(&self.id, status, respond::now_ms(), salt.bytes()),
+        )
+    }
+
+    /// The ledger kept the call's event with its settlement: [`Usage::finish`] sends none.
+    pub fn kept_by_ledger(&mut self) {
+        self.kept_by_ledger = true;
+    }
+
     /// Makes the call's event from the response it ends with, hands its delivery to
     /// `ctx.waitUntil`, and returns the response untouched.
     pub fn finish(self, env: &Env, ctx: &Context, response: Response) -> Response {
-        let Some(salt) = &self.salt else {
+        let Some(salt) = self.salt.as_ref().filter(|_| !self.kept_by_ledger) else {
             return response;
         };
         let event = self.record.finish(
@@ -153,7 +203,7 @@ impl Usage {
             drop(std::hint::black_box(event));
             return response;
         }
-        ctx.wait_until(deliver(env.clone(), event));
+        ctx.wait_until(enqueue(env.clone(), event));
         response
     }
 }
@@ -199,89 +249,153 @@ fn salt_for(env: &Env, mode: Recording) -> Option<Salt> {
     s
 }
 
-enum Failure {
-    /// Worth one more try: unreachable, or the object answered 5xx.
-    Transient(String),
-    /// The object refused the batch: a retry cannot help.
-    Refused(String),
-}
-
-/// Delivers one call's event through the isolate's outbox (`crate::usage::outbox`): this
-/// call either sends the tenant's queued batch itself or waits, on its own timer, for the
-/// call that is sending it. Logs (without any caller data) an event that could not be
-/// stored.
-async fn deliver(env: Env, event: UsageEvent) {
-    let (id, tenant, stage) = (event.id.clone(), event.tenant.clone(), event.stage);
-    if let Some(event) = OUTBOX.with(|o| o.borrow_mut().push(event)) {
-        // An event of this id is still pending (ids are random: never expected): alone.
-        if !send(&env, &event.tenant, std::slice::from_ref(&event)).await {
-            worker::console_error!("usage_event_lost: tenant={tenant} id={id}");
-        }
-        return;
-    }
-    let mut pause_ms = FIRST_PAUSE_MS;
-    loop {
-        let step = OUTBOX.with(|o| o.borrow_mut().poll(&id, &tenant, respond::now_ms()));
-        match step {
-            Step::Done { delivered: true } => return,
-            Step::Done { delivered: false } => {
-                worker::console_error!(
-                    "usage_event_lost: tenant={tenant} id={id} stage={}",
-                    stage.as_str()
-                );
-                return;
-            }
-            Step::Send(batch) => {
-                let delivered = send(&env, &batch.tenant, &batch.events).await;
-                OUTBOX.with(|o| o.borrow_mut().complete(&batch, delivered));
-            }
-            Step::Wait => {
-                worker::Delay::from(Duration::from_millis(pause_ms)).await;
-                pause_ms = (pause_ms * 2).min(MAX_PAUSE_MS);
-            }
-        }
-    }
-}
-
-/// Posts a batch, retrying once when that can help; whether it landed.
-async fn send(env: &Env, tenant: &str, events: &[UsageEvent]) -> bool {
-    let body = match serde_json::to_string(events) {
-        Ok(b) => b,
+/// Hands one event to the usage queue, batched per isolate: the event joins the isolate's
+/// pending list; if no call is sending, this call's waitUntil becomes the sender and sends
+/// everything pending (`sendBatch`, up to [`QUEUE_BATCH`] messages each, tried twice) until
+/// nothing is left, pausing [`SEND_PAUSE_MS`] first so that concurrent calls join the batch.
+/// No call waits for another: the others return at once. A sender that vanished (its
+/// request cancelled) is taken over after [`SENDER_STALE_MS`]. Logs (without any caller
+/// data) events that could not be handed over.
+async fn enqueue(env: Env, event: UsageEvent) {
+    let json = match serde_json::to_string(&event) {
+        Ok(j) => j,
         Err(e) => {
-            worker::console_error!("usage_events_unserializable: tenant={tenant}: {e}");
-            return false;
+            worker::console_error!(
+                "usage_event_lost: tenant={} id={}: {e}",
+                event.tenant,
+                event.id
+            );
+            return;
         }
     };
-    for attempt in 1..=ATTEMPTS {
-        match post(env, tenant, &body).await {
-            Ok(()) => return true,
-            Err(Failure::Refused(why)) => {
-                worker::console_error!(
-                    "usage_events_refused: tenant={tenant} events={}: {why}",
-                    events.len()
-                );
-                return false;
-            }
-            Err(Failure::Transient(why)) => worker::console_error!(
-                "usage_events_delivery_failed (attempt {attempt}/{ATTEMPTS}): tenant={tenant} events={}: {why}",
-                events.len()
-            ),
+    let now = respond::now_ms();
+    let dropped = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() >= MAX_PENDING {
+            return true;
+        }
+        p.push(json);
+        false
+    });
+    if dropped {
+        worker::console_error!(
+            "usage_event_lost: tenant={} id={}: {MAX_PENDING} events already pending",
+            event.tenant,
+            event.id
+        );
+        return;
+    }
+    let sender = SENDER_SINCE.with(|since| match since.get() {
+        Some(t) if now.saturating_sub(t) < SENDER_STALE_MS => false,
+        _ => {
+            since.set(Some(now));
+            true
+        }
+    });
+    if !sender {
+        return;
+    }
+    loop {
+        worker::Delay::from(std::time::Duration::from_millis(SEND_PAUSE_MS)).await;
+        // A waitUntil has a time limit: after its tenure the sender hands over (the next
+        // call becomes sender) and sends only what is pending now.
+        let last = respond::now_ms().saturating_sub(now) >= SENDER_TENURE_MS;
+        let batch: Vec<String> = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let n = if last {
+                p.len()
+            } else {
+                p.len().min(QUEUE_BATCH)
+            };
+            p.drain(..n).collect()
+        });
+        if batch.is_empty() || last {
+            SENDER_SINCE.with(|since| since.set(None));
+        } else {
+            SENDER_SINCE.with(|since| since.set(Some(respond::now_ms())));
+        }
+        for chunk in batch.chunks(QUEUE_BATCH) {
+            send_batch(&env, chunk).await;
+        }
+        if batch.is_empty() || last {
+            return;
         }
     }
-    false
 }
 
-async fn post(env: &Env, tenant: &str, body: &str) -> Result<(), Failure> {
+/// Sends one batch of event JSONs to the queue, tried twice; logs a batch that was lost.
+async fn send_batch(env: &Env, batch: &[String]) {
+    let mut why = String::new();
+    for _ in 0..SEND_ATTEMPTS {
+        let messages: Vec<_> = batch
+            .iter()
+            .map(|json| {
+                RawMessageBuilder::new(JsValue::from_str(json))
+                    .build_with_content_type(QueueContentType::Text)
+            })
+            .collect();
+        match env.queue(USAGE_QUEUE) {
+            Ok(queue) => match queue.send_raw_batch(messages).await {
+                Ok(()) => return,
+                Err(e) => why = e.to_string(),
+            },
+            Err(e) => why = format!("binding {USAGE_QUEUE}: {e}"),
+        }
+    }
+    worker::console_error!("usage_events_lost: {} events: {why}", batch.len());
+}
+
+/// The usage queue's consumer: writes a batch of events into their tenants' objects, at
+/// most [`BATCH`] per request; acknowledges what landed and leaves the rest to the queue's
+/// retries (and, after `max_retries`, its dead-letter queue). A message that is not an
+/// event is retried too, so it ends in the dead-letter queue where it can be looked at.
+pub async fn consume(batch: &MessageBatch<String>, env: &Env) {
+    let mut by_tenant: HashMap<String, Vec<(RawMessage, UsageEvent)>> = HashMap::new();
+    for message in batch.raw_iter() {
+        let event = message
+            .body()
+            .as_string()
+            .and_then(|s| serde_json::from_str::<UsageEvent>(&s).ok());
+        match event {
+            Some(e) => by_tenant
+                .entry(e.tenant.clone())
+                .or_default()
+                .push((message, e)),
+            None => {
+                worker::console_error!("usage_event_unreadable: message {}", message.id());
+                message.retry();
+            }
+        }
+    }
+    for (tenant, items) in by_tenant {
+        for chunk in items.chunks(BATCH) {
+            let events: Vec<&UsageEvent> = chunk.iter().map(|(_, e)| e).collect();
+            match post(env, &tenant, &events).await {
+                Ok(()) => chunk.iter().for_each(|(m, _)| m.ack()),
+                Err(why) => {
+                    worker::console_error!(
+                        "usage_events_delivery_failed: tenant={tenant} events={} (the queue retries them): {why}",
+                        chunk.len()
+                    );
+                    chunk.iter().for_each(|(m, _)| m.retry());
+                }
+            }
+        }
+    }
+}
+
+async fn post(env: &Env, tenant: &str, events: &[&UsageEvent]) -> Result<(), String> {
+    let body = serde_json::to_string(events).map_err(|e| e.to_string())?;
     let stub = env
         .durable_object(USAGE_EVENTS)
         .and_then(|ns| ns.get_by_name(tenant))
-        .map_err(|e| Failure::Transient(format!("binding {USAGE_EVENTS}: {e}")))?;
-    let req = objects::request(EVENTS_URL, Method::Post, Some(JsValue::from_str(body)))
-        .map_err(|e| Failure::Refused(format!("request: {e}")))?;
+        .map_err(|e| format!("binding {USAGE_EVENTS}: {e}"))?;
+    let req = objects::request(EVENTS_URL, Method::Post, Some(JsValue::from_str(&body)))
+        .map_err(|e| format!("request: {e}"))?;
     let mut resp = stub
         .fetch_with_request(req)
         .await
-        .map_err(|e| Failure::Transient(format!("fetch: {e}")))?;
+        .map_err(|e| format!("fetch: {e}"))?;
     let status = resp.status_code();
     if status == 200 {
         return Ok(());
@@ -291,10 +405,5 @@ async fn post(env: &Env, tenant: &str, body: &str) -> Result<(), Failure> {
         .rev()
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0);
-    let why = format!("answered {status}: {}", &text[..end]);
-    if status >= 500 {
-        Err(Failure::Transient(why))
-    } else {
-        Err(Failure::Refused(why))
-    }
+    Err(format!("answered {status}: {}", &text[..end]))
 }

@@ -43,7 +43,23 @@ use claw_durable::events::{
 use claw_durable::tenant::{parse_evm_address, TenantConfig};
 use sha2::{Digest, Sha256};
 
-pub mod outbox;
+/// Events per object request in the queue consumer: well within the object's 500 events
+/// and 1 MiB per batch (an event is at most about 1.4 KB of JSON).
+pub const BATCH: usize = 200;
+/// The largest event's JSON, bounded by its longest fields (id, tenant, worker name, route,
+/// settlement result, error code, two 64-hex hashes) plus generous room for the rest.
+const MAX_EVENT_JSON_BYTES: usize = MAX_ID_LEN
+    + 63
+    + MAX_WORKER_NAME_LEN
+    + MAX_ROUTE_LEN
+    + MAX_SETTLEMENT_RESULT_LEN
+    + MAX_ERROR_CODE_LEN
+    + 2 * 64
+    + 512;
+// A batch never exceeds what the events object accepts in one request.
+const _: () = assert!(BATCH <= claw_durable::events::MAX_BATCH);
+const _: () = assert!(BATCH * MAX_EVENT_JSON_BYTES <= claw_durable::events::MAX_BATCH_BYTES);
+
 pub mod query;
 
 /// The error code of a call the tenant answered with a status of 400 or more.

@@ -68,7 +68,10 @@ async function allEvents(tenant, extra = "") {
   }
 }
 
-/// Waits until the tenant's feed holds `n` events (delivery runs after the responses).
+/// Waits until the tenant's feed holds `n` events (delivery runs after the responses), and
+/// returns them in the order the calls were made. The feed is in ingest order, which the
+/// usage queue does not promise to be call order (a settled call's event comes through its
+/// ledger), so the calls' start times order them; sequential calls start in distinct ms.
 async function eventsOf(tenant, n) {
   const deadline = Date.now() + 20_000;
   let events = [];
@@ -81,7 +84,7 @@ async function eventsOf(tenant, n) {
   await new Promise((r) => setTimeout(r, 300));
   events = await allEvents(tenant);
   assert.equal(events.length, n, `${tenant}: ${events.length} events for ${n} calls`);
-  return events;
+  return events.sort((a, b) => a.timeMs - b.timeMs || a.seq - b.seq);
 }
 
 const callerHash = (rawKey) =>

@@ -27,6 +27,10 @@
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 
+/// The usage queue's producer binding (wrangler.toml `[[queues.producers]]`): the
+/// dispatcher sends each call's event there, and the ledgers the events they keep with a
+/// settlement.
+pub const USAGE_QUEUE_BINDING: &str = "USAGE_QUEUE";
 pub const MAX_BATCH: usize = 500;
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 pub const MAX_PAGE: u32 = 500;

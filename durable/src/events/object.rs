@@ -27,7 +27,7 @@ use super::{
 };
 use crate::http::{at_ms, invalid_query, json, now_ms, problem, reply, to_value, Call};
 use crate::problem::{Code, Problem};
-use crate::sql_do::DoSql;
+use crate::sql_do::{DoSql, Schemas};
 use crate::store::MAX_SAFE_INTEGER;
 use crate::trending::object::{TRENDING_BINDING, TRENDING_OBJECT};
 use crate::trending::{Applied, PendingRollup, TenantTrend, TrendPolicy};
@@ -44,6 +44,14 @@ const MAX_CONFIG_BYTES: usize = 1_024;
 pub struct UsageEvents {
     state: State,
     env: Env,
+    /// The events schema is known to be in place after the first request.
+    schemas: Schemas,
+}
+
+impl UsageEvents {
+    fn sql(&self) -> DoSql {
+        DoSql::remembering(&self.state, &self.schemas)
+    }
 }
 
 /// What a route produced: the answer, and whether the alarm may need to move earlier.
@@ -55,7 +63,11 @@ struct Handled {
 
 impl DurableObject for UsageEvents {
     fn new(state: State, env: Env) -> Self {
-        UsageEvents { state, env }
+        UsageEvents {
+            state,
+            env,
+            schemas: Schemas::default(),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -72,7 +84,7 @@ impl DurableObject for UsageEvents {
             Err(p) => return problem(&p),
         };
         let now = now_ms();
-        let outcome = handle(&mut DoSql::new(&self.state), &call, now);
+        let outcome = handle(&mut self.sql(), &call, now);
         if matches!(
             outcome,
             Ok(Handled {
@@ -89,14 +101,14 @@ impl DurableObject for UsageEvents {
         let now = now_ms();
         let policy = TrendPolicy::default();
         let (pending, backlog) = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = self.sql();
             maintain(&mut sql, now, &policy).map_err(to_worker)?
         };
         let mut retry = backlog.then_some(now.saturating_add(BACKLOG_RETRY_MS));
         if let Some(pending) = pending {
             match self.send_rollup(&pending).await {
                 Ok(applied) => {
-                    let mut sql = DoSql::new(&self.state);
+                    let mut sql = self.sql();
                     TenantTrend::open(&mut sql)
                         .and_then(|mut t| t.ack(&pending, applied.need_full))
                         .map_err(|e| to_worker(e.into()))?;
@@ -108,7 +120,7 @@ impl DurableObject for UsageEvents {
             }
         }
         let next = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = self.sql();
             EventStore::open(&mut sql)
                 .and_then(|mut s| s.next_wake(now))
                 .map_err(|e| to_worker(e.into()))?
@@ -124,7 +136,7 @@ impl UsageEvents {
     /// Moves the alarm earlier when the store wants to wake sooner than it is set.
     async fn ensure_alarm(&self, now: i64) -> Result<()> {
         let wanted = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = self.sql();
             EventStore::open(&mut sql)
                 .and_then(|mut s| s.next_wake(now))
                 .map_err(|e| to_worker(e.into()))?
@@ -144,7 +156,7 @@ impl UsageEvents {
     async fn rollup_now(&self) -> Result<Response> {
         let now = now_ms();
         let built = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = self.sql();
             build_now(&mut sql, now)
         };
         let pending = match built {
@@ -160,7 +172,7 @@ impl UsageEvents {
             }
         };
         let acked = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = self.sql();
             TenantTrend::open(&mut sql).and_then(|mut t| t.ack(&pending, applied.need_full))
         };
         if let Err(e) = acked {

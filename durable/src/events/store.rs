@@ -44,6 +44,10 @@ pub struct EventStore<'s, S: SqlStore> {
 impl<'s, S: SqlStore> EventStore<'s, S> {
     /// Opens the events tables (and the tenant's trending tables), creating them on first use.
     pub fn open(store: &'s mut S) -> Result<Self, EventsError> {
+        const SCHEMA_NAME: &str = "usage_events";
+        if store.schema_known(SCHEMA_NAME) {
+            return Ok(EventStore { store });
+        }
         for stmt in SCHEMA {
             store.exec(stmt, &[])?;
         }
@@ -53,6 +57,7 @@ impl<'s, S: SqlStore> EventStore<'s, S> {
             &[DEFAULT_RETENTION_MS.into()],
         )?;
         TenantTrend::open(store)?;
+        store.note_schema(SCHEMA_NAME);
         Ok(EventStore { store })
     }
 

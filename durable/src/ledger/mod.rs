@@ -39,6 +39,7 @@ use crate::store::{checked_int, Row, SqlStore, SqlValue, StoreError, MAX_SAFE_IN
 use crate::tenant::{parse_atomic_amount, Network};
 
 mod answers;
+mod events;
 mod payments;
 mod payouts;
 mod read;
@@ -52,6 +53,7 @@ mod tests;
 pub mod object;
 
 pub use answers::{StoredAnswer, ANSWER_TTL_MS, MAX_STORED_ANSWER_BYTES};
+pub use events::{PendingEvent, EVENTS_BATCH};
 pub use payments::{ChainFacts, SweepReport};
 pub use payouts::PayoutPage;
 pub use read::{AuditReport, DayEarnings, Earnings, EntryPage};
@@ -91,7 +93,7 @@ pub const LOCAL_TX_PREFIX: &str = "local:";
 
 /// The last object [`SCHEMA`] creates: when it exists, the whole schema does. A schema
 /// change must create a new marker last, name it here, and migrate from the previous one.
-const SCHEMA_MARKER: &str = "ledger_answers_stored";
+const SCHEMA_MARKER: &str = "ledger_events_at";
 /// The second schema's marker (unknown payments, before stored answers).
 const SCHEMA_V2_MARKER: &str = "ledger_payments_unknown";
 /// The first schema's marker: a ledger that has it and not [`SCHEMA_MARKER`] is migrated
@@ -210,8 +212,19 @@ pub const SCHEMA: &[&str] = &[
         payment_key TEXT NOT NULL,
         fingerprint TEXT NOT NULL
     )",
-    // Last: the marker Ledger::open looks for. The sweep drops expired answers.
+    // The sweep drops expired answers (this index was the third schema's marker).
     "CREATE INDEX IF NOT EXISTS ledger_answers_stored ON ledger_answers (stored_at_ms)",
+    // A settled call's usage event, written with its settlement and written on into the
+    // tenant's events object by the alarm (`events`): it cannot be lost once the payment is
+    // settled.
+    "CREATE TABLE IF NOT EXISTS ledger_events (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    )",
+    // Last: the marker Ledger::open looks for.
+    "CREATE INDEX IF NOT EXISTS ledger_events_at ON ledger_events (at_ms)",
 ];
 
 /// From the first schema to this one, in one atomic step: the journal and the payments
@@ -992,6 +1005,9 @@ impl<'s, S: SqlStore> Ledger<'s, S> {
     /// in place (the object opens the ledger on every request), else the whole [`SCHEMA`]
     /// (idempotent: `IF NOT EXISTS`).
     pub fn open(store: &'s mut S) -> Result<Self, LedgerError> {
+        if store.schema_known(SCHEMA_MARKER) {
+            return Ok(Ledger { store });
+        }
         let ready = store
             .query_opt(
                 "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
@@ -1020,6 +1036,7 @@ impl<'s, S: SqlStore> Ledger<'s, S> {
                 Ok::<(), LedgerError>(())
             })?;
         }
+        store.note_schema(SCHEMA_MARKER);
         Ok(Ledger { store })
     }
 }

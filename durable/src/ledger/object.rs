@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use futures::future::{select, Either};
 use serde_json::Value;
+use wasm_bindgen::JsValue;
 use worker::{
     durable_object, Delay, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit,
     Response, Result, State,
@@ -34,12 +35,13 @@ use super::wire::{
     handle, RecoverRequest, Recovery, StoreAnswerMeta, ANSWER_META_HEADER, MAX_BODY_BYTES,
 };
 use super::{
-    Ledger, LedgerError, StoredAnswer, ANSWER_TTL_MS, MAX_STORED_ANSWER_BYTES, RESERVATION_TTL_MS,
-    SWEEP_BATCH,
+    Ledger, LedgerError, StoredAnswer, ANSWER_TTL_MS, EVENTS_BATCH, MAX_STORED_ANSWER_BYTES,
+    RESERVATION_TTL_MS, SWEEP_BATCH,
 };
+use crate::events::object::USAGE_EVENTS_BINDING;
 use crate::http::{at_ms, ensure_alarm, json, now_ms, problem, reply, Call};
 use crate::problem::{Code, Problem};
-use crate::sql_do::DoSql;
+use crate::sql_do::{DoSql, Schemas};
 use crate::tenant::Network;
 
 /// Env: JSON object from network (CAIP-2 or the x402 v1 name) to a JSON-RPC URL.
@@ -48,6 +50,13 @@ pub const CHAIN_RPC_URLS: &str = "CHAIN_RPC_URLS";
 pub const RECONCILE_DELAY_MS: i64 = 60_000;
 /// With no endpoint for a payment's network, look again this often.
 pub const NO_RPC_RETRY_MS: i64 = 60 * 60_000;
+/// A usage event kept with a settlement is written to the events object within about this
+/// long.
+const EVENTS_DELAY_MS: i64 = 1_000;
+/// Batches written per alarm at most (the alarm comes back for the rest).
+const EVENTS_BATCHES_PER_ALARM: usize = 20;
+/// The events object's internal route (the host is never resolved).
+const EVENTS_URL: &str = "https://events.internal/events";
 /// One JSON-RPC call's deadline.
 const RPC_TIMEOUT_MS: u64 = 5_000;
 /// The largest JSON-RPC answer read.
@@ -59,6 +68,10 @@ pub struct TenantLedger {
     env: Env,
     /// This instance already knows a sweep alarm is pending (re-learned after eviction).
     alarm_known: Cell<bool>,
+    /// The ledger schema is known to be in place after the first request.
+    schemas: Schemas,
+    /// An alarm is armed to send the usage events kept with settlements (`super::events`).
+    events_alarm: Cell<bool>,
 }
 
 /// The chain over `fetch`: one endpoint per network, from `CHAIN_RPC_URLS`. Errors name the
@@ -199,6 +212,10 @@ fn store_answer(
 }
 
 impl TenantLedger {
+    fn sql(&self) -> DoSql {
+        DoSql::remembering(&self.state, &self.schemas)
+    }
+
     /// `POST /payments/recover`: a retry of a payment. An open one is first decided by the
     /// chain if it can be (a retry after a crash or a lost answer); then the payment's
     /// state and its kept answer (metadata in [`ANSWER_META_HEADER`], the body as the body).
@@ -207,18 +224,16 @@ impl TenantLedger {
             return problem(&Problem::new(Code::InvalidBody).detail("expected {key, fingerprint}"));
         };
         let now = now_ms();
-        let key = match Ledger::open(&mut DoSql::new(&self.state))
-            .and_then(|mut l| recovery_key(&mut l, &r))
-        {
+        let key = match Ledger::open(&mut self.sql()).and_then(|mut l| recovery_key(&mut l, &r)) {
             Ok(key) => key,
             Err(e) => return problem(&e.into()),
         };
         let mut rpc = FetchRpc::from_env(&self.env);
-        if let Err(e) = reconcile_one(&mut DoSql::new(&self.state), &mut rpc, &key, now).await {
+        if let Err(e) = reconcile_one(&mut self.sql(), &mut rpc, &key, now).await {
             worker::console_error!("ledger: recovery of a payment could not ask the chain: {e}");
         }
-        let recovered = Ledger::open(&mut DoSql::new(&self.state))
-            .and_then(|mut l| l.recovery(&key, &r.fingerprint));
+        let recovered =
+            Ledger::open(&mut self.sql()).and_then(|mut l| l.recovery(&key, &r.fingerprint));
         match recovered {
             Ok((p, answer)) => {
                 let body = answer.as_ref().map(|a| a.body.clone()).unwrap_or_default();
@@ -241,7 +256,7 @@ impl TenantLedger {
     ) -> std::result::Result<(super::reconcile::ReconcileReport, Option<i64>), super::LedgerError>
     {
         let sweep = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = self.sql();
             let mut l = Ledger::open(&mut sql)?;
             l.sweep_answers(now, ANSWER_TTL_MS, SWEEP_BATCH)?;
             l.sweep_expired(now, RESERVATION_TTL_MS, SWEEP_BATCH)?
@@ -254,7 +269,7 @@ impl TenantLedger {
         }
         let mut rpc = FetchRpc::from_env(&self.env);
         let report = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = self.sql();
             reconcile(&mut sql, &mut rpc, include_reserved, RECONCILE_BATCH, now).await?
         };
         let retry = if report.unknown_left == 0 {
@@ -269,6 +284,68 @@ impl TenantLedger {
             (a, b) => a.or(b),
         };
         Ok((report, next))
+    }
+
+    /// Writes the usage events kept with settlements into the tenant's `UsageEvents` object
+    /// (named by the same slug as this ledger), a batch at a time, and forgets each batch
+    /// once that object answered that it holds it: acknowledged end to end, so nothing here
+    /// depends on a queue's durability (a crash in between writes a batch twice: stored
+    /// once, by id). Whether events are left for the next alarm.
+    async fn send_events(&self) -> std::result::Result<bool, String> {
+        for _ in 0..EVENTS_BATCHES_PER_ALARM {
+            let mut pending = Ledger::open(&mut self.sql())
+                .and_then(|mut l| l.pending_events(EVENTS_BATCH))
+                .map_err(|e| e.to_string())?;
+            let Some(tenant) = pending.first().map(|p| p.tenant.clone()) else {
+                return Ok(false);
+            };
+            // A ledger is one tenant's: its events are all that tenant's.
+            pending.retain(|p| p.tenant == tenant);
+            let mut body = String::from("[");
+            for (i, p) in pending.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&p.json);
+            }
+            body.push(']');
+            let headers = Headers::new();
+            headers
+                .set("content-type", "application/json")
+                .map_err(|e| e.to_string())?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post)
+                .with_headers(headers)
+                .with_body(Some(JsValue::from_str(&body)));
+            let req = Request::new_with_init(EVENTS_URL, &init).map_err(|e| e.to_string())?;
+            let stub = self
+                .env
+                .durable_object(USAGE_EVENTS_BINDING)
+                .and_then(|ns| ns.get_by_name(&tenant))
+                .map_err(|e| format!("events object: {e}"))?;
+            let mut resp = stub
+                .fetch_with_request(req)
+                .await
+                .map_err(|e| format!("events object: {e}"))?;
+            if resp.status_code() != 200 {
+                let text = resp.text().await.unwrap_or_default();
+                let end = text.len().min(200);
+                let end = (0..=end)
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                return Err(format!(
+                    "events object answered {}: {}",
+                    resp.status_code(),
+                    &text[..end]
+                ));
+            }
+            let ids: Vec<String> = pending.into_iter().map(|p| p.id).collect();
+            Ledger::open(&mut self.sql())
+                .and_then(|mut l| l.events_sent(&ids))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(true)
     }
 
     async fn arm(&self, next: Option<i64>, now: i64) -> Result<()> {
@@ -304,6 +381,8 @@ impl DurableObject for TenantLedger {
             state,
             env,
             alarm_known: Cell::new(false),
+            schemas: Schemas::default(),
+            events_alarm: Cell::new(false),
         }
     }
 
@@ -325,7 +404,7 @@ impl DurableObject for TenantLedger {
             .filter(|s| !s.is_empty())
             .collect();
         if call.method == Method::Post && segs.as_slice() == ["payments", "answer"] {
-            let answer = store_answer(&mut DoSql::new(&self.state), meta.as_deref(), call.body);
+            let answer = store_answer(&mut self.sql(), meta.as_deref(), call.body);
             return match answer {
                 Ok(stored) => json(200, &serde_json::json!({ "stored": stored })),
                 Err(p) => problem(&p),
@@ -351,7 +430,7 @@ impl DurableObject for TenantLedger {
             .collect();
         let now = now_ms();
         let answer = handle(
-            &mut DoSql::new(&self.state),
+            &mut self.sql(),
             call.method.as_ref(),
             &segs,
             &query,
@@ -369,6 +448,14 @@ impl DurableObject for TenantLedger {
             )
             .await;
         }
+        if matches!(answer, Ok((200, _)))
+            && segs.as_slice() == ["payments", "settle"]
+            && !self.events_alarm.get()
+        {
+            // A usage event may have been kept with the settlement: sent on soon.
+            self.alarm_by(now.saturating_add(EVENTS_DELAY_MS)).await;
+            self.events_alarm.set(true);
+        }
         if matches!(answer, Ok((200, _))) && segs.as_slice() == ["payments", "unknown"] {
             self.alarm_by(now.saturating_add(RECONCILE_DELAY_MS)).await;
         }
@@ -377,8 +464,23 @@ impl DurableObject for TenantLedger {
 
     async fn alarm(&self) -> Result<Response> {
         let now = now_ms();
+        self.events_alarm.set(false);
+        let events_left = match self.send_events().await {
+            Ok(left) => left,
+            Err(e) => {
+                worker::console_error!("ledger: usage events not sent yet: {e}");
+                true
+            }
+        };
         match self.reconcile_now(false, now).await {
             Ok((report, next)) => {
+                let next = if events_left {
+                    self.events_alarm.set(true);
+                    let soon = now.saturating_add(EVENTS_DELAY_MS);
+                    Some(next.map_or(soon, |n| n.min(soon)))
+                } else {
+                    next
+                };
                 if report.settled + report.voided > 0 {
                     worker::console_log!(
                         "ledger: reconciled {} settled, {} voided, {} unknown left",

@@ -226,6 +226,18 @@ impl<S: SqlStore> Ledger<'_, S> {
         settlement: &Settlement<'_>,
         now_ms: i64,
     ) -> Result<Applied<Payment>, LedgerError> {
+        self.settle_with_event(key, settlement, None, now_ms)
+    }
+
+    /// [`Ledger::settle`], keeping the call's usage `event` in the same atomic step when
+    /// the payment settles now (not on a replay): see `super::events`.
+    pub fn settle_with_event(
+        &mut self,
+        key: &str,
+        settlement: &Settlement<'_>,
+        event: Option<&crate::events::UsageEvent>,
+        now_ms: i64,
+    ) -> Result<Applied<Payment>, LedgerError> {
         check_token("key", key, MAX_KEY_LEN)?;
         check_token("txRef", settlement.tx_ref, MAX_TX_REF_LEN)?;
         let payer = parse_evm_address(settlement.payer).map_err(|e| super::invalid("payer", e))?;
@@ -240,8 +252,13 @@ impl<S: SqlStore> Ledger<'_, S> {
             fee_bps: settlement.fee_bps,
             reason: settlement.reason,
         };
-        self.store
-            .atomically(&mut |s| settle_in(s, key, &n, now_ms))
+        self.store.atomically(&mut |s| {
+            let applied = settle_in(s, key, &n, now_ms)?;
+            if let (Some(e), false) = (event, applied.replayed) {
+                super::events::keep(s, e, now_ms)?;
+            }
+            Ok(applied)
+        })
     }
 
     /// Voids a reserved payment (the tenant failed, or settlement was refused). Voiding a
@@ -433,7 +450,29 @@ fn reserve_in<S: SqlStore>(
         ],
     )?;
     b.save(s)?;
-    reload(s, key)
+    // The row as just written, not read back.
+    Ok(Payment {
+        key: key.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        state: PaymentState::Reserved,
+        gross,
+        fee: None,
+        net: None,
+        fee_bps: facts.map(|f| f.fee_bps),
+        tx_ref: None,
+        network: facts.map(|f| f.network),
+        payer: facts.map(|f| f.payer.clone()),
+        local_settlement: None,
+        void_reason: None,
+        reserved_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        reserved_seq: seq,
+        last_seq: seq,
+        asset: facts.map(|f| f.asset.clone()),
+        nonce: facts.map(|f| f.nonce.clone()),
+        valid_before_s: facts.map(|f| f.valid_before_s),
+        unknown_reason: None,
+    })
 }
 
 fn settle_in<S: SqlStore>(
@@ -500,7 +539,24 @@ fn settle_in<S: SqlStore>(
     if updated.is_none() {
         return Err(corrupt(format!("payment {key:?} left open mid-settle")));
     }
-    commit(s, &b, reload, key)
+    b.save(s)?;
+    // The row as just written, not read back.
+    Ok(Applied {
+        record: Payment {
+            state: PaymentState::Settled,
+            fee: Some(fee),
+            net: Some(net),
+            fee_bps: Some(n.fee_bps),
+            tx_ref: Some(n.tx_ref.to_owned()),
+            network: Some(n.network),
+            payer: Some(n.payer.clone()),
+            local_settlement: Some(n.local_settlement),
+            updated_at_ms: now_ms,
+            last_seq: seq,
+            ..p
+        },
+        replayed: false,
+    })
 }
 
 /// A settlement's reference must identify it alone. A local settlement's is

@@ -7,7 +7,7 @@
 //! | route | body | success |
 //! |---|---|---|
 //! | `POST /payments/reserve` | `{key, fingerprint, gross, network, asset, payer, nonce, validBeforeS, feeBps}` | 201 payment |
-//! | `POST /payments/settle` | `{key, txRef, network, payer, localSettlement, feeBps}` | 200 payment + `replayed` |
+//! | `POST /payments/settle` | `{key, txRef, network, payer, localSettlement, feeBps, event?}` | 200 payment + `replayed` |
 //! | `POST /payments/void` | `{key, reason}` | 200 payment + `replayed` |
 //! | `POST /payments/unknown` | `{key, reason}` | 200 payment + `replayed` (the outcome is for the chain to say) |
 //! | `POST /reconcile` | | 200 report (the object asks the chain: `super::reconcile`) |
@@ -82,6 +82,10 @@ pub struct SettleRequest {
     pub payer: String,
     pub local_settlement: bool,
     pub fee_bps: u32,
+    /// The call's usage event, kept with the settlement and sent on by the ledger
+    /// (`super::events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::events::UsageEvent>,
 }
 
 /// The header that carries an answer's metadata next to its raw body (`/payments/answer`,
@@ -286,7 +290,8 @@ pub fn handle<S: SqlStore>(
                 fee_bps: b.fee_bps,
                 reason: None,
             };
-            let applied = ledger.settle(&b.key, &settlement, now_ms)?;
+            let applied =
+                ledger.settle_with_event(&b.key, &settlement, b.event.as_ref(), now_ms)?;
             Ok((200, to_value(&applied)))
         }
         ("POST", ["payments", "void"]) => {

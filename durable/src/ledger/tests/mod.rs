@@ -49,6 +49,7 @@ fn state_of<S: SqlStore>(l: &mut Ledger<'_, S>, key: &str) -> PaymentState {
 
 mod answers;
 mod chain;
+mod events;
 mod invariants;
 mod model;
 mod payments;
