@@ -3,6 +3,7 @@
 //! Each object is a pure core over [`store::SqlStore`] (tested natively on in-memory SQLite
 //! with the same SQL) plus a thin `object` module that exists only in the Worker build.
 
+pub mod deploy;
 pub mod events;
 pub mod ledger;
 pub mod limiter;

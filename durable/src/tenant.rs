@@ -54,6 +54,11 @@ pub fn validate_slug(slug: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The script the deployment API manages for `slug`.
+pub fn deployed_script_name(slug: &str) -> String {
+    format!("{DEPLOYED_SCRIPT_PREFIX}{slug}")
+}
+
 /// A Worker script name in the dispatch namespace.
 fn validate_worker_name(name: &str) -> Result<(), String> {
     let bytes = name.as_bytes();
@@ -659,6 +664,38 @@ pub struct TenantConfig {
     pub allowed_hosts: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyConfig>,
+    /// Function and dataset tenants deployed through the API: the time budget the policy
+    /// wrapper gives each call (ms, [`MAX_DURATION_MS`] at most; unset: the maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_ms: Option<u32>,
+    /// The env names (secrets) the tenant's deployed Worker sees; none listed: an empty env.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_env: Vec<String>,
+}
+
+/// The longest time budget a deployed Worker may ask for: the paywall's own tenant deadline.
+pub const MAX_DURATION_MS: u32 = 300_000;
+/// At most this many env names may be exposed to a deployed Worker.
+pub const MAX_EXPOSE_ENV: usize = 32;
+/// Scripts deployed through the API are named `tenant-{slug}` in the dispatch namespace.
+pub const DEPLOYED_SCRIPT_PREFIX: &str = "tenant-";
+
+/// An env (secret) name: `A-Z`, `0-9`, `_`, starting with a letter or `_`, 1 to 64 long.
+pub fn validate_env_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    if !(1..=64).contains(&b.len()) {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if b[0].is_ascii_digit() {
+        return Err("must not start with a digit".into());
+    }
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+    {
+        return Err("may contain only A-Z, 0-9 and '_'".into());
+    }
+    Ok(())
 }
 
 impl TenantConfig {
@@ -704,13 +741,16 @@ impl TenantConfig {
         validate_slug(&self.slug).map_err(|e| Problem::invalid_field("slug", e))?;
         match self.resource_type {
             ResourceType::Function | ResourceType::Dataset => {
-                let name = self.worker_name.as_deref().ok_or_else(|| {
-                    Problem::invalid_field(
+                // Absent: the tenant's Worker is deployed through the deployment API.
+                if let Some(name) = self.worker_name.as_deref() {
+                    validate_worker_name(name)
+                        .map_err(|e| Problem::invalid_field("workerName", e))?;
+                    invalid_if(
+                        name.starts_with(DEPLOYED_SCRIPT_PREFIX),
                         "workerName",
-                        "required for function and dataset tenants",
-                    )
-                })?;
-                validate_worker_name(name).map_err(|e| Problem::invalid_field("workerName", e))?;
+                        "tenant-* scripts belong to the deployment API",
+                    )?;
+                }
                 if self.proxy.is_some() {
                     return Err(Problem::invalid_field("proxy", "only for proxy tenants"));
                 }
@@ -725,7 +765,28 @@ impl TenantConfig {
                     .as_mut()
                     .ok_or_else(|| Problem::invalid_field("proxy", "required for proxy tenants"))?
                     .validate()?;
+                invalid_if(
+                    self.max_duration_ms.is_some() || !self.expose_env.is_empty(),
+                    "maxDurationMs",
+                    "maxDurationMs and exposeEnv are for deployed function and dataset tenants",
+                )?;
             }
+        }
+        if let Some(ms) = self.max_duration_ms {
+            invalid_if(
+                !(1..=MAX_DURATION_MS).contains(&ms),
+                "maxDurationMs",
+                "must be 1 to 300000",
+            )?;
+        }
+        invalid_if(
+            self.expose_env.len() > MAX_EXPOSE_ENV,
+            "exposeEnv",
+            "at most 32 names",
+        )?;
+        for name in &self.expose_env {
+            validate_env_name(name)
+                .map_err(|e| Problem::invalid_field("exposeEnv", format!("{name:?} {e}")))?;
         }
         if let Some(price) = &mut self.price {
             price.validate()?;
@@ -783,6 +844,19 @@ impl TenantConfig {
             }
         }
         Ok(())
+    }
+
+    /// The tenant's script in the dispatch namespace: its `workerName`, else the script the
+    /// deployment API manages (`tenant-{slug}`). `None` for proxy tenants.
+    pub fn script_name(&self) -> Option<String> {
+        match self.resource_type {
+            ResourceType::Proxy => None,
+            ResourceType::Function | ResourceType::Dataset => Some(
+                self.worker_name
+                    .clone()
+                    .unwrap_or_else(|| deployed_script_name(&self.slug)),
+            ),
+        }
     }
 
     pub fn is_paid(&self) -> bool {
@@ -874,6 +948,28 @@ mod tests {
     }
 
     #[test]
+    fn deployed_tenants_have_no_worker_name_and_a_policy() {
+        let c = parse(
+            r#"{"resourceType":"function","plan":"free","maxDurationMs":2500,"exposeEnv":["API_KEY","_X1"]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.script_name().as_deref(), Some("tenant-demo-fn"));
+        assert_eq!(c.max_duration_ms, Some(2500));
+        assert_eq!(c.expose_env, ["API_KEY", "_X1"]);
+        let named = parse(BASE).unwrap();
+        assert_eq!(named.script_name().as_deref(), Some("demo-fn"));
+        for bad in ["", "1AB", "A-B", "a", &"A".repeat(65)] {
+            assert!(validate_env_name(bad).is_err(), "{bad}");
+        }
+        let proxy_with_budget = parse(
+            r#"{"resourceType":"proxy","plan":"free","maxDurationMs":10,
+                "proxy":{"upstreamUrl":"https://api.example.com"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(proxy_with_budget.field.as_deref(), Some("maxDurationMs"));
+    }
+
+    #[test]
     fn body_slug_must_match_path() {
         let p =
             parse(r#"{"slug":"other","resourceType":"function","workerName":"x","plan":"free"}"#)
@@ -949,7 +1045,18 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let cases = [
-            (r#"{"resourceType":"function","plan":"free"}"#, "workerName"),
+            (
+                r#"{"resourceType":"function","workerName":"tenant-x","plan":"free"}"#,
+                "workerName",
+            ),
+            (
+                r#"{"resourceType":"function","plan":"free","maxDurationMs":0}"#,
+                "maxDurationMs",
+            ),
+            (
+                r#"{"resourceType":"function","plan":"free","exposeEnv":["lower"]}"#,
+                "exposeEnv",
+            ),
             (
                 r#"{"resourceType":"lambda","workerName":"x","plan":"free"}"#,
                 "resourceType",

@@ -13,6 +13,7 @@ import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import path from "node:path";
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
+import net from "node:net";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /// The admin token of local runs only; production takes it from a Worker secret.
@@ -67,6 +68,26 @@ export const DEMO_TENANTS = {
     rateLimit: { perCaller: "5/10s", burst: 2 },
   },
 };
+
+/// The stand-in of Cloudflare's script API (tests/fakes/wfp_scripts_api.js) on its own
+/// loopback socket, and what the dispatcher is told about it (local values only; production
+/// sets CF_ACCOUNT_ID, CF_DISPATCH_NAMESPACE and the CF_API_TOKEN secret).
+export const SCRIPTS_API_WORKER = "wfp-scripts-api";
+export const DEV_CF_ACCOUNT_ID = "local-account";
+export const DEV_CF_NAMESPACE = "402claw-local";
+export const DEV_CF_API_TOKEN = "local-dev-cloudflare-api-token";
+
+/// A free loopback port (the script API's socket must be known before workerd starts).
+async function freePort(host) {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, host, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 /// The outbound parameters declared for the namespace (wrangler.toml, [[dispatch_namespaces]]
 /// outbound.parameters); the emulator refuses others, as the real binding only passes these.
@@ -143,7 +164,8 @@ function runtimeStdio(verbose) {
 }
 
 /**
- * Starts the platform on workerd. Returns { url, directUrls, mf, dispose }.
+ * Starts the platform on workerd. Returns { url, directUrls, cloudflareApiUrl, mf, dispose }
+ * (cloudflareApiUrl: the script API stand-in's base, `.../client/v4`).
  * - persistDir: Durable Object state lives here (survives restarts); null for in-memory.
  * - port: dispatcher port (0 picks a free one).
  * - directSockets: also give the dispatcher and each tenant Worker a socket of its own that
@@ -178,6 +200,8 @@ export async function startLocal({
 } = {}) {
   const main = path.join(ROOT, "build/index.js");
   if (!fs.existsSync(main)) throw new Error("build/index.js is missing: run scripts/build first");
+  const scriptsApiPort = await freePort(host);
+  const cloudflareApiUrl = `http://${host}:${scriptsApiPort}/client/v4`;
   const workerOptions = readWorkerOptions("wrangler.toml");
   delete workerOptions.dispatchNamespaces;
   if (allowLoopbackUpstreams) vars = { ...vars, ALLOW_LOOPBACK_UPSTREAMS: "true" };
@@ -201,6 +225,11 @@ export async function startLocal({
       USAGE_SALT: DEV_USAGE_SALT,
       // Usage events take each call's subrequest count from the emulator (local only).
       SUBREQUESTS_FROM_EMULATOR: "true",
+      // Deployments go to the script API's stand-in (production: api.cloudflare.com).
+      CF_API_BASE_URL: cloudflareApiUrl,
+      CF_ACCOUNT_ID: DEV_CF_ACCOUNT_ID,
+      CF_DISPATCH_NAMESPACE: DEV_CF_NAMESPACE,
+      CF_API_TOKEN: DEV_CF_API_TOKEN,
       ...vars,
     },
     wrappedBindings: { DISPATCHER: { scriptName: "wfp-dispatch-namespace" } },
@@ -217,7 +246,28 @@ export async function startLocal({
     modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/wfp_dispatch_namespace.js") }],
     modulesRoot: ROOT,
     bindings: { OUTBOUND_PARAMETERS },
-    serviceBindings: Object.fromEntries(Object.keys(TENANT_WORKERS).map((n) => [n, n])),
+    serviceBindings: {
+      ...Object.fromEntries(Object.keys(TENANT_WORKERS).map((n) => [n, n])),
+      SCRIPTS_RUNTIME: SCRIPTS_API_WORKER,
+    },
+  };
+  // Cloudflare's script API and the namespace's script store: uploads run at once through
+  // the Worker Loader, their fetches through the outbound Worker.
+  const scriptsApi = {
+    name: SCRIPTS_API_WORKER,
+    compatibilityDate: "2026-04-20",
+    modulesRoot: ROOT,
+    modules: [{ type: "ESModule", path: path.join(ROOT, "tests/fakes/wfp_scripts_api.js") }],
+    kvNamespaces: { SCRIPTS: "wfp-scripts" },
+    workerLoaders: { LOADER: {} },
+    serviceBindings: { EGRESS: EGRESS_WORKER },
+    bindings: {
+      ACCOUNT_ID: DEV_CF_ACCOUNT_ID,
+      NAMESPACE: DEV_CF_NAMESPACE,
+      API_TOKEN: DEV_CF_API_TOKEN,
+      USER_WORKER_SHIM: fs.readFileSync(path.join(ROOT, "tests/fakes/wfp_user_worker.js"), "utf8"),
+    },
+    unsafeDirectSockets: [{ host, port: scriptsApiPort }],
   };
   const egressOptions = readWorkerOptions("wrangler.egress.toml");
   const egress = {
@@ -271,8 +321,10 @@ export async function startLocal({
     // No network here: use Miniflare's placeholder request.cf instead of fetching one.
     cf: false,
     durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
+    // The uploaded scripts (the script API's stand-in keeps them in KV).
+    kvPersist: persistDir ? path.join(persistDir, "kv") : false,
     handleRuntimeStdio: runtimeStdio(verbose),
-    workers: [dispatcher, namespace, egress, ...tenants, ...probes, ...extras],
+    workers: [dispatcher, namespace, scriptsApi, egress, ...tenants, ...probes, ...extras],
   });
   const url = await mf.ready;
   const directUrls = {};
@@ -284,7 +336,7 @@ export async function startLocal({
   if (egressProbe) {
     directUrls[EGRESS_PROBE_WORKER] = (await mf.unsafeGetDirectURL(EGRESS_PROBE_WORKER)).toString().replace(/\/$/, "");
   }
-  return { url: url.toString().replace(/\/$/, ""), directUrls, mf, dispose: () => mf.dispose() };
+  return { url: url.toString().replace(/\/$/, ""), directUrls, cloudflareApiUrl, mf, dispose: () => mf.dispose() };
 }
 
 /// Registers (creates or replaces) the demo tenants through the admin API.

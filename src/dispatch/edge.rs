@@ -80,17 +80,18 @@ pub async fn to_tenant(
     rest: &str,
     call_id: &str,
 ) -> Result<Response, Problem> {
-    let worker_name = match (config.resource_type, config.worker_name.as_deref()) {
-        (ResourceType::Function | ResourceType::Dataset, Some(name)) => name,
-        (ResourceType::Proxy, _) => {
-            let proxy = config
-                .proxy
-                .as_ref()
-                .ok_or_else(|| Problem::internal("proxy tenant without proxy config"))?;
-            return crate::proxy::edge::serve(req, env, config, proxy, url, rest).await;
-        }
-        (_, None) => return Err(Problem::internal("tenant has no worker name")),
-    };
+    if config.resource_type == ResourceType::Proxy {
+        let proxy = config
+            .proxy
+            .as_ref()
+            .ok_or_else(|| Problem::internal("proxy tenant without proxy config"))?;
+        return crate::proxy::edge::serve(req, env, config, proxy, url, rest).await;
+    }
+    // `workerName`, or the script the deployment API manages (`tenant-{slug}`).
+    let script = config
+        .script_name()
+        .ok_or_else(|| Problem::internal("tenant has no script"))?;
+    let worker_name = script.as_str();
     let namespace = Reflect::get(env.as_ref(), &DISPATCHER.into())
         .ok()
         .filter(|v| v.is_object())

@@ -50,6 +50,7 @@ pub async fn handle(
         Route::Tenants(r) => crate::registry::api::handle(call, r).await,
         Route::Ledger(r) => crate::ledger::api::handle(call, r).await,
         Route::Usage(r) => crate::usage::api::handle(call, r).await,
+        Route::Deploy(r) => crate::deploy::api::handle(call, r).await,
     }
 }
 

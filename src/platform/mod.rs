@@ -4,7 +4,7 @@
 //! [`Route`] it becomes. The glue (`edge`) finds the row ([`route`]), checks the bearer token
 //! the row's [`Access`] names (one check, [`auth::bearer_matches`], constant time), and only
 //! then looks at the path's parameters ([`Route::validate`]) and hands the route to the room
-//! that serves it (`registry::api`, `ledger::api`, `usage::api`). So a request without the
+//! that serves it (`registry::api`, `ledger::api`, `usage::api`, `deploy::api`). So a request without the
 //! right token learns only whether the route exists: never whether a tenant does, nor what
 //! is wrong with its parameters.
 //!
@@ -113,12 +113,24 @@ pub enum UsageRoute {
     PutRetention { slug: String },
 }
 
+/// The deploy room: a tenant's script, its versions and its secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployRoute {
+    Put { slug: String },
+    Get { slug: String },
+    Rollback { slug: String },
+    ListSecrets { slug: String },
+    PutSecret { slug: String, name: String },
+    DeleteSecret { slug: String, name: String },
+}
+
 /// A platform route, by the room that serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Tenants(TenantRoute),
     Ledger(LedgerRoute),
     Usage(UsageRoute),
+    Deploy(DeployRoute),
 }
 
 /// One segment of a route pattern.
@@ -129,9 +141,11 @@ enum Seg {
     Slug,
     /// A payout id (validated after the token check).
     PayoutId,
+    /// A secret's name (validated after the token check).
+    SecretName,
 }
 
-use Seg::{Lit, PayoutId, Slug};
+use Seg::{Lit, PayoutId, SecretName, Slug};
 
 /// Builds a [`Route`] from the path's parameters, in pattern order.
 type Make = fn(&mut Params) -> Route;
@@ -140,6 +154,12 @@ type Make = fn(&mut Params) -> Route;
 fn payout(p: &mut Params, make: fn(String, String) -> LedgerRoute) -> Route {
     let slug = p.next();
     Route::Ledger(make(slug, p.next()))
+}
+
+/// A deploy route about one secret: the slug, then the name.
+fn secret(p: &mut Params, make: fn(String, String) -> DeployRoute) -> Route {
+    let slug = p.next();
+    Route::Deploy(make(slug, p.next()))
 }
 
 /// The parameters a pattern captured.
@@ -188,6 +208,40 @@ pub const ROUTES: &[Row] = &[
     row!("POST", [Lit("tenants"), Slug, Lit("resume")], Admin, |p| {
         Route::Tenants(TenantRoute::Resume(p.next()))
     }),
+    // Deployments and secrets (the deploy room), per tenant.
+    row!(
+        "PUT",
+        [Lit("tenants"), Slug, Lit("deployment")],
+        Admin,
+        |p| Route::Deploy(DeployRoute::Put { slug: p.next() })
+    ),
+    row!(
+        "GET",
+        [Lit("tenants"), Slug, Lit("deployment")],
+        Admin,
+        |p| Route::Deploy(DeployRoute::Get { slug: p.next() })
+    ),
+    row!(
+        "POST",
+        [Lit("tenants"), Slug, Lit("deployment"), Lit("rollback")],
+        Admin,
+        |p| Route::Deploy(DeployRoute::Rollback { slug: p.next() })
+    ),
+    row!("GET", [Lit("tenants"), Slug, Lit("secrets")], Admin, |p| {
+        Route::Deploy(DeployRoute::ListSecrets { slug: p.next() })
+    }),
+    row!(
+        "PUT",
+        [Lit("tenants"), Slug, Lit("secrets"), SecretName],
+        Admin,
+        |p| secret(p, |slug, name| DeployRoute::PutSecret { slug, name })
+    ),
+    row!(
+        "DELETE",
+        [Lit("tenants"), Slug, Lit("secrets"), SecretName],
+        Admin,
+        |p| secret(p, |slug, name| DeployRoute::DeleteSecret { slug, name })
+    ),
     // Ledger: the payout job.
     row!("GET", [Lit("ledger"), Slug, Lit("entries")], Payout, |p| {
         Route::Ledger(LedgerRoute::Entries { slug: p.next() })
@@ -275,8 +329,8 @@ fn captures(pattern: &[Seg], segments: &[&str]) -> Option<Vec<String>> {
         match seg {
             Lit(l) if l == s => {}
             Lit(_) => return None,
-            Slug | PayoutId if !s.is_empty() => params.push((*s).to_owned()),
-            Slug | PayoutId => return None,
+            Slug | PayoutId | SecretName if !s.is_empty() => params.push((*s).to_owned()),
+            Slug | PayoutId | SecretName => return None,
         }
     }
     Some(params)
@@ -379,6 +433,28 @@ impl UsageRoute {
     }
 }
 
+impl DeployRoute {
+    pub fn slug(&self) -> &str {
+        match self {
+            DeployRoute::Put { slug }
+            | DeployRoute::Get { slug }
+            | DeployRoute::Rollback { slug }
+            | DeployRoute::ListSecrets { slug }
+            | DeployRoute::PutSecret { slug, .. }
+            | DeployRoute::DeleteSecret { slug, .. } => slug,
+        }
+    }
+
+    fn secret_name(&self) -> Option<&str> {
+        match self {
+            DeployRoute::PutSecret { name, .. } | DeployRoute::DeleteSecret { name, .. } => {
+                Some(name)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Route {
     /// The tenant the route is about, if any.
     pub fn slug(&self) -> Option<&str> {
@@ -386,6 +462,7 @@ impl Route {
             Route::Tenants(r) => r.slug(),
             Route::Ledger(r) => r.slug(),
             Route::Usage(r) => r.slug(),
+            Route::Deploy(r) => Some(r.slug()),
         }
     }
 
@@ -408,6 +485,12 @@ impl Route {
         }
         if let Some(id) = self.payout_id() {
             check_payout_id(id)?;
+        }
+        if let Route::Deploy(r) = self {
+            if let Some(name) = r.secret_name() {
+                claw_durable::tenant::validate_env_name(name)
+                    .map_err(|e| Problem::invalid_field("name", format!("a secret name {e}")))?;
+            }
         }
         Ok(())
     }

@@ -257,3 +257,46 @@ fn tokens_are_compared_only_by_the_constant_time_helper() {
     }
     assert!(helper_calls >= 1, "the platform glue uses the helper");
 }
+
+#[test]
+fn deploy_routes_are_per_tenant_admin_rows() {
+    assert_eq!(
+        found("PUT", "/tenants/acme/deployment"),
+        (
+            Route::Deploy(DeployRoute::Put {
+                slug: "acme".into()
+            }),
+            Access::Admin
+        )
+    );
+    assert_eq!(
+        found("POST", "/tenants/acme/deployment/rollback").0,
+        Route::Deploy(DeployRoute::Rollback {
+            slug: "acme".into()
+        })
+    );
+    assert_eq!(
+        found("DELETE", "/tenants/acme/secrets/API_KEY").0,
+        Route::Deploy(DeployRoute::DeleteSecret {
+            slug: "acme".into(),
+            name: "API_KEY".into()
+        })
+    );
+    assert_eq!(
+        route("DELETE", "/tenants/acme/deployment"),
+        Ok(Lookup::MethodNotAllowed {
+            allow: "PUT, GET".into(),
+            access: Access::Admin
+        })
+    );
+    // Every deploy route names its tenant (so tenant-scoped keys can be checked on it).
+    assert_eq!(found("GET", "/tenants/acme/secrets").0.slug(), Some("acme"));
+    assert_eq!(
+        code("PUT", "/tenants/acme/secrets/lower-case"),
+        (400, "invalid_field".into())
+    );
+    assert_eq!(
+        code("PUT", "/tenants/Bad/deployment"),
+        (400, "invalid_slug".into())
+    );
+}

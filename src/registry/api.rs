@@ -28,6 +28,11 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
             check_proxy_upstream(&req, env, &body, slug)?;
             Some(body)
         }
+        TenantRoute::Delete(slug) => {
+            // Its deployed script goes first (`crate::deploy::api::forget_tenant`).
+            crate::deploy::api::forget_tenant(env, slug).await?;
+            None
+        }
         _ => None,
     };
     let path_and_query = match query {

@@ -97,7 +97,7 @@ impl CallRecord {
         let price = config.price.as_ref();
         CallRecord {
             tenant: config.slug.clone(),
-            worker_name: config.worker_name.as_deref().and_then(worker_name),
+            worker_name: config.script_name().as_deref().and_then(worker_name),
             route: route(rest),
             start_ms,
             payment_required: price.is_some(),

@@ -1,8 +1,10 @@
 // Stands in for Cloudflare's Workers for Platforms dispatch namespace, which wrangler and
 // Miniflare cannot run locally. Miniflare loads this module as the dispatcher's DISPATCHER
-// binding (a wrapped binding); its env holds a service binding per user Worker, named by
-// the Worker's script name, and OUTBOUND_PARAMETERS, the outbound parameter names declared
-// for the namespace (wrangler.toml, [[dispatch_namespaces]] outbound.parameters).
+// binding (a wrapped binding); its env holds a service binding per sample user Worker, named
+// by the Worker's script name, OUTBOUND_PARAMETERS, the outbound parameter names declared
+// for the namespace (wrangler.toml, [[dispatch_namespaces]] outbound.parameters), and
+// SCRIPTS_RUNTIME, the stand-in of the namespace's script store (wfp_scripts_api.js): a
+// script uploaded through the script API runs there at once, through workerd's Worker Loader.
 //
 // It keeps the real binding's contract, so the dispatcher's code path is the production one:
 // - get(name, args, options) returns a fetcher at once; an unknown name only fails when
@@ -22,6 +24,7 @@
 const LIMIT_KEYS = ["cpuMs", "subRequests"];
 const LIMITS_HEADER = "x-wfp-emulator-limits";
 const OUTBOUND_HEADER = "x-wfp-emulator-outbound";
+const SCRIPT_HEADER = "x-wfp-emulator-script";
 
 function checkOptions(options, declared) {
   if (options === undefined || options === null) return { limits: null, outbound: null };
@@ -54,16 +57,22 @@ export default function makeDispatchNamespace(env) {
     get(name, args, options) {
       if (typeof name !== "string" || name.length === 0) throw new TypeError("name must be a non-empty string");
       const { limits, outbound } = checkOptions(options, declared);
-      const target = env[name];
+      const sample = name === "SCRIPTS_RUNTIME" ? undefined : env[name];
       return {
         async fetch(input, init) {
-          if (!target || typeof target.fetch !== "function") throw new Error("Worker not found.");
           const request = new Request(input, init);
           const headers = new Headers(request.headers);
           headers.set(LIMITS_HEADER, JSON.stringify(limits));
           if (outbound) headers.set(OUTBOUND_HEADER, JSON.stringify(outbound));
           else headers.delete(OUTBOUND_HEADER);
-          return target.fetch(new Request(request, { headers }));
+          if (sample && typeof sample.fetch === "function") return sample.fetch(new Request(request, { headers }));
+          if (!env.SCRIPTS_RUNTIME) throw new Error("Worker not found.");
+          // An uploaded script: the script store runs it (or says it has none).
+          headers.set(SCRIPT_HEADER, name);
+          const answer = await env.SCRIPTS_RUNTIME.fetch(new Request(request, { headers }));
+          if (answer.headers.get("x-wfp-emulator-missing")) throw new Error("Worker not found.");
+          if (answer.headers.get("x-wfp-emulator-error")) throw new Error(await answer.text());
+          return answer;
         },
       };
     },

@@ -2,7 +2,8 @@
 //!
 //! Internal routes (the dispatcher forwards admin calls here after checking the token):
 //! `GET /tenants?after=&limit=`, `GET|PUT|DELETE /tenants/{slug}`,
-//! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`.
+//! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`. Its per-tenant instances
+//! serve `/deploy...` (`crate::deploy::object`).
 
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
@@ -23,6 +24,10 @@ impl DurableObject for TenantRegistry {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        // Per-tenant instances (`deployments:{slug}`) hold a tenant's deployment history.
+        if req.path().starts_with("/deploy") {
+            return crate::deploy::object::fetch(&self.state, req).await;
+        }
         // A config's size is the parser's to judge (`TenantConfig::parse`, 413).
         let call = Call::read(&mut req, &[Method::Put], usize::MAX).await?;
         reply(call.and_then(|call| handle(&mut DoSql::new(&self.state), &call)))
