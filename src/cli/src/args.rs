@@ -53,7 +53,7 @@ pub enum Cmd {
     Deploy(Deploy),
     /// Wrap an upstream HTTP API as a paid proxy tenant
     #[command(
-        after_help = "Example:\n  claw secrets put weather API_KEY            # the value from stdin or a prompt\n  claw wrap https://api.example.com/v1 --slug weather --method GET \\\n    --inject-header-secret x-api-key=API_KEY --cache-ttl 60 --transform-select id,name \\\n    --price 0.001 --pay-to 0xYOU\n\nA secret name without the tenant's prefix gets it: API_KEY on `weather` is WEATHER__API_KEY."
+        after_help = "Example:\n  claw wrap https://api.example.com/v1 --slug weather --method GET \\\n    --inject-header-secret x-api-key=API_KEY --cache-ttl 60 --transform-select id,name \\\n    --price 0.001 --pay-to 0xYOU\n\nSECRET names a secret of the platform's dispatcher holding the upstream credential (set\nby the operator); a tenant may only name its own: API_KEY on `weather` is WEATHER__API_KEY."
     )]
     Wrap(Wrap),
     /// List, show, suspend, resume or remove tenants
@@ -92,9 +92,17 @@ pub enum Cmd {
         #[arg(long)]
         limit: Option<u32>,
     },
-    /// A tenant's payouts
-    #[command(after_help = "Example:\n  claw payouts weather")]
-    Payouts { slug: String },
+    /// A tenant's payouts, in creation order
+    #[command(after_help = "Example:\n  claw payouts weather --limit 20")]
+    Payouts {
+        slug: String,
+        /// Payouts created after this journal seq (a previous nextCursor)
+        #[arg(long)]
+        after: Option<i64>,
+        /// Page size, 1 to 500
+        #[arg(long)]
+        limit: Option<u32>,
+    },
     /// A tenant's usage events (calls), oldest first; --follow keeps polling
     #[command(
         after_help = "Examples:\n  claw events weather --limit 20\n  claw events weather --follow --stage settled"

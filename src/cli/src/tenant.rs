@@ -282,7 +282,6 @@ mod tests {
     fn a_new_paid_tenant_gets_usdc_on_base_sepolia() {
         let mut c = Map::new();
         set_type(&mut c, "function");
-        c.insert("workerName".into(), json!("tenant-wx"));
         apply_price(&mut c, &price("0.001")).unwrap();
         apply_limits(
             &mut c,
@@ -295,7 +294,7 @@ mod tests {
         assert_eq!(
             Value::Object(c.clone()),
             json!({
-                "resourceType": "function", "workerName": "tenant-wx", "plan": "free",
+                "resourceType": "function", "plan": "free",
                 "price": {"amountAtomic": "1000", "network": "base-sepolia",
                           "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "payTo": PAY_TO},
                 "rateLimit": {"perCaller": "100/60s", "burst": 20}
@@ -308,7 +307,7 @@ mod tests {
     #[test]
     fn an_update_keeps_what_is_not_given() {
         let record = json!({"config": {
-            "slug": "wx", "resourceType": "function", "workerName": "tenant-wx", "plan": "pro",
+            "slug": "wx", "resourceType": "function", "workerName": "wx-fn", "plan": "pro",
             "price": {"amountAtomic": "5000", "network": "base", "payTo": PAY_TO,
                       "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
                       "assetName": "USD Coin", "assetVersion": "2"},
@@ -362,7 +361,6 @@ mod tests {
     fn local_validation_names_the_field() {
         let mut c = Map::new();
         set_type(&mut c, "function");
-        c.insert("workerName".into(), json!("tenant-wx"));
         let mut p = price("0.001");
         p.pay_to = Some("0x123".into());
         apply_price(&mut c, &p).unwrap();
@@ -401,6 +399,16 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("--pay-to"), "{e}");
         assert!(apply_price(&mut Map::new(), &price("1.0000001")).is_err());
+        // The deployment policy fields are checked too.
+        let mut c = Map::new();
+        set_type(&mut c, "function");
+        apply_limits(&mut c, &LimitFlags::default());
+        validate(&c, "wx").unwrap();
+        c.insert("exposeEnv".into(), json!(["api-key"]));
+        assert!(validate(&c, "wx").unwrap_err().contains("exposeEnv"));
+        c.insert("exposeEnv".into(), json!(["API_KEY"]));
+        c.insert("maxDurationMs".into(), json!(0));
+        assert!(validate(&c, "wx").unwrap_err().contains("maxDurationMs"));
         assert!(check_slug("Bad_Slug").is_err());
         assert!(check_slug("admin").is_err());
         assert!(check_slug("weather").is_ok());
