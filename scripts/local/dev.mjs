@@ -98,6 +98,21 @@ Try:
   curl -s -X PUT -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-api \\
        -d '{"resourceType":"function","workerName":"demo-fn","plan":"pro","rateLimit":{"perCaller":"100/60s"}}'
 
+Deploy your own code (live at once; the script API stand-in at ${platform.cloudflareApiUrl}, scripts kept in .state/kv):
+  curl -s -X PUT -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-fn \\
+       -d '{"resourceType":"function","plan":"free","exposeEnv":["GREETING"],"maxDurationMs":5000}'
+  printf 'export default { fetch(req, env) { return new Response((env.GREETING ?? "hello") + " from my-fn") } }' > /tmp/index.js
+  curl -s -X PUT -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-fn/deployment \\
+       -F 'metadata={"main_module":"index.js","compatibility_date":"2026-04-20"};type=application/json' \\
+       -F 'index.js=@/tmp/index.js;type=application/javascript+module'
+  curl -s ${u}/t/my-fn/
+  curl -s -X PUT -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-fn/secrets/GREETING -d '{"value":"hi"}'
+  curl -s -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-fn/deployment    # live version + history
+  curl -s -X POST -H 'authorization: Bearer ${DEV_ADMIN_TOKEN}' ${u}/__platform/tenants/my-fn/deployment/rollback
+  # a dataset: {"resourceType":"dataset","plan":"pro"}, then one CSV part named by main_module:
+  #   -F 'metadata={"main_module":"cities.csv","compatibility_date":"2026-04-20"};type=application/json' -F 'cities.csv=@tests/tenants/cities.csv;type=text/csv'
+  #   curl -s "${u}/t/my-data/rows?country=PT&sort=-id&limit=2"; curl -s ${u}/t/my-data/schema
+
 Paid calls (x402):
   curl -si ${u}/t/demo-paid/hello              # 402: v1 JSON body + v2 PAYMENT-REQUIRED header
 ${

@@ -48,7 +48,7 @@ pub async fn handle(call: PlatformCall<'_>, route: DeployRoute) -> Result<Respon
                 &record,
                 &script,
                 content_type.as_deref(),
-                &body,
+                body,
             )
             .await
         }
@@ -122,21 +122,24 @@ async fn deploy(
     record: &TenantRecord,
     script: &str,
     content_type: Option<&str>,
-    body: &[u8],
+    body: Vec<u8>,
 ) -> Result<Response, Problem> {
     let config = &record.config;
     let policy = Policy::of(config);
-    let (metadata, parts) = read_upload(content_type, body)?;
-    let (upload, bundle) = if config.resource_type == ResourceType::Dataset {
+    let (metadata, parts) = read_upload(content_type, &body)?;
+    // A Worker has 128 MB: the raw body, the parts, a dataset's table and its bundle are
+    // never all held at once.
+    drop(body);
+    let (draft, bundle) = if config.resource_type == ResourceType::Dataset {
         let (upload, table) = validate_dataset(metadata, parts)?;
         let bundle = dataset_bundle(&config.slug, &upload, &table, &policy);
-        (upload, bundle)
+        (upload.draft(), bundle)
     } else {
         let upload = validate_function(metadata, parts)?;
         let bundle = function_bundle(&config.slug, &upload, &policy);
-        (upload, bundle)
+        (upload.draft(), bundle)
     };
-    let candidate = history.begin(&upload.draft(), &bundle).await?;
+    let candidate = history.begin(&draft, &bundle).await?;
     let etag = match cf.put_script(script, &bundle).await {
         Ok(etag) => etag,
         Err(p) => {

@@ -477,11 +477,12 @@ function problem(status, code, title, detail) {{
   const body = {{ type: `https://402claw.dev/problems/${{code}}`, title, status, code, detail }};
   return new Response(JSON.stringify(body), {{ status, headers: {{ "content-type": "application/problem+json" }} }});
 }}
+// Checked at startup, so the upload itself is refused (Cloudflare runs the global scope).
+if (typeof tenant?.fetch !== "function") {{
+  throw new Error("the main module's default export has no fetch handler");
+}}
 export default {{
   async fetch(request, env, ctx) {{
-    if (typeof tenant?.fetch !== "function") {{
-      return problem(502, "tenant_worker_failed", "Tenant Worker failed", "the main module exports no fetch handler");
-    }}
     const view = {{}};
     for (const name of EXPOSE_ENV) if (env && name in env) view[name] = env[name];
     let timer;

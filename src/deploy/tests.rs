@@ -155,6 +155,9 @@ fn the_policy_wrapper_imports_the_entry_and_carries_the_policy() {
     assert!(w.contains(r#"const EXPOSE_ENV = ["API_KEY"];"#));
     assert!(w.contains("const MAX_DURATION_MS = 1234;"));
     assert!(w.contains("tenant_timeout"));
+    assert!(
+        w.contains("throw new Error(\"the main module's default export has no fetch handler\")")
+    );
 }
 
 #[test]

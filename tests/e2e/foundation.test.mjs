@@ -190,7 +190,7 @@ describe("admin API", () => {
 
   test("bad configs get 400 naming the field; nothing is stored", async () => {
     const cases = [
-      [{ resourceType: "function", plan: "free" }, "workerName"],
+      [{ resourceType: "function", workerName: "tenant-x", plan: "free" }, "workerName"],
       [{ resourceType: "lambda", workerName: "x", plan: "free" }, "resourceType"],
       [{ resourceType: "function", workerName: "x", plan: "gold" }, "plan"],
       [{ resourceType: "function", workerName: "x", plan: "free", rateLimit: { perCaller: "lots" } }, "rateLimit.perCaller"],
