@@ -10,6 +10,7 @@
 //! [`usage`]. The platform API under `/__platform` has one route table ([`platform`]).
 //! [`egress`] is the same build deployed as the namespace's outbound Worker.
 
+pub mod dashboard;
 pub mod dispatch;
 pub mod egress;
 pub mod facilitator;

@@ -65,6 +65,7 @@ codes! {
     BodyTooLarge = ("body_too_large", 413, "Request body too large"),
     CostExceedsCapacity = ("cost_exceeds_capacity", 400, "Request cost exceeds the policy's capacity"),
     CounterOverflow = ("counter_overflow", 500, "Counter overflow"),
+    DashboardUnavailable = ("dashboard_unavailable", 503, "Dashboard not deployed"),
     DispatchUnavailable = ("dispatch_unavailable", 503, "Dispatch namespace not bound"),
     EgressFetchFailed = ("egress_fetch_failed", 502, "Outbound request failed"),
     EgressHostNotAllowed = ("egress_host_not_allowed", 403, "Outbound request refused"),
