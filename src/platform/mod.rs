@@ -69,6 +69,8 @@ pub enum TenantRoute {
     Delete(String),
     Suspend(String),
     Resume(String),
+    /// The tenant's public offer (the marketplace).
+    Offer(String),
 }
 
 /// The ledger room: the payout job's journal and payouts, the operators' earnings.
@@ -188,6 +190,10 @@ pub const ROUTES: &[Row] = &[
     row!("POST", [Lit("tenants"), Slug, Lit("resume")], Admin, |p| {
         Route::Tenants(TenantRoute::Resume(p.next()))
     }),
+    // The marketplace: a tenant's public offer.
+    row!("GET", [Lit("market"), Slug], Public, |p| Route::Tenants(
+        TenantRoute::Offer(p.next())
+    )),
     // Ledger: the payout job.
     row!("GET", [Lit("ledger"), Slug, Lit("entries")], Payout, |p| {
         Route::Ledger(LedgerRoute::Entries { slug: p.next() })
@@ -347,7 +353,8 @@ impl TenantRoute {
             | TenantRoute::Put(s)
             | TenantRoute::Delete(s)
             | TenantRoute::Suspend(s)
-            | TenantRoute::Resume(s) => Some(s),
+            | TenantRoute::Resume(s)
+            | TenantRoute::Offer(s) => Some(s),
         }
     }
 }

@@ -178,14 +178,27 @@ fn unknown_and_odd_paths_are_404() {
 }
 
 #[test]
-fn only_the_public_ranking_is_open() {
+fn only_the_public_ranking_and_offers_are_open() {
+    let market: &[Seg] = &[Lit("market"), Seg::Slug];
     for row in ROUTES {
         let open = row.access == Access::Public;
         assert_eq!(open, row.access.token_name().is_none());
         if open {
-            assert_eq!((row.method, row.pattern), ("GET", &[Lit("trending")][..]));
+            assert_eq!(row.method, "GET");
+            assert!(
+                row.pattern == [Lit("trending")] || row.pattern == market,
+                "{:?}",
+                row.pattern
+            );
         }
     }
+    assert_eq!(
+        found("GET", "/market/acme"),
+        (
+            Route::Tenants(TenantRoute::Offer("acme".into())),
+            Access::Public
+        )
+    );
 }
 
 proptest::proptest! {

@@ -8,12 +8,19 @@ use worker::{Env, Method, Request, Response};
 
 use super::edge as registry;
 use crate::http::body::read_bounded;
+use crate::http::respond;
 use crate::platform::edge::PlatformCall;
 use crate::platform::TenantRoute;
 use crate::proxy::{validate_secret_scope, validate_upstream};
 
 pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Response, Problem> {
     let (mut req, env, query) = call.into_parts();
+    if let TenantRoute::Offer(slug) = &route {
+        let record = registry::existing(env, slug).await?;
+        let mut resp = respond::json(200, &super::offer::offer(&record))?;
+        let _ = resp.headers_mut().set("cache-control", "public, max-age=5");
+        return Ok(resp);
+    }
     let (method, path, slug) = match &route {
         TenantRoute::List => (Method::Get, "/tenants".to_owned(), None),
         TenantRoute::Get(s) => (Method::Get, format!("/tenants/{s}"), Some(s)),
@@ -21,6 +28,7 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
         TenantRoute::Delete(s) => (Method::Delete, format!("/tenants/{s}"), Some(s)),
         TenantRoute::Suspend(s) => (Method::Post, format!("/tenants/{s}/suspend"), Some(s)),
         TenantRoute::Resume(s) => (Method::Post, format!("/tenants/{s}/resume"), Some(s)),
+        TenantRoute::Offer(_) => return Err(Problem::internal("offers are answered above")),
     };
     let body = match &route {
         TenantRoute::Put(slug) => {

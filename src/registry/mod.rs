@@ -4,6 +4,7 @@
 //! `claw_durable::tenant`.
 
 pub mod cache;
+pub mod offer;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;
