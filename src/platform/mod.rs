@@ -109,10 +109,22 @@ pub enum LedgerRoute {
 pub enum UsageRoute {
     Events,
     Trending,
-    Series { slug: String },
-    Rollup { slug: String },
-    GetRetention { slug: String },
-    PutRetention { slug: String },
+    Series {
+        slug: String,
+    },
+    /// Calls per day by stage, payers, latency, top routes (the dashboard).
+    Stats {
+        slug: String,
+    },
+    Rollup {
+        slug: String,
+    },
+    GetRetention {
+        slug: String,
+    },
+    PutRetention {
+        slug: String,
+    },
 }
 
 /// A platform route, by the room that serves it.
@@ -244,6 +256,9 @@ pub const ROUTES: &[Row] = &[
     )),
     row!("GET", [Lit("usage"), Slug], Analytics, |p| {
         Route::Usage(UsageRoute::Series { slug: p.next() })
+    }),
+    row!("GET", [Lit("usage"), Slug, Lit("stats")], Analytics, |p| {
+        Route::Usage(UsageRoute::Stats { slug: p.next() })
     }),
     row!(
         "POST",
@@ -379,6 +394,7 @@ impl UsageRoute {
         match self {
             UsageRoute::Events | UsageRoute::Trending => None,
             UsageRoute::Series { slug }
+            | UsageRoute::Stats { slug }
             | UsageRoute::Rollup { slug }
             | UsageRoute::GetRetention { slug }
             | UsageRoute::PutRetention { slug } => Some(slug),

@@ -127,6 +127,15 @@ fn usage_routes_and_their_tokens() {
     );
     assert_eq!(found("GET", "/usage/acme").1, Access::Analytics);
     assert_eq!(found("POST", "/usage/acme/rollup").1, Access::Analytics);
+    assert_eq!(
+        found("GET", "/usage/acme/stats"),
+        (
+            Route::Usage(UsageRoute::Stats {
+                slug: "acme".into()
+            }),
+            Access::Analytics
+        )
+    );
     assert_eq!(found("GET", "/usage/acme/retention").1, Access::Analytics);
     // Changing a setting is an admin's act; reading it is analytics.
     assert_eq!(found("PUT", "/usage/acme/retention").1, Access::Admin);
