@@ -1,5 +1,5 @@
 //! The ledger routes' glue (tokens checked by `crate::platform::edge`): the payout job's
-//! journal, payouts and earnings under `/__platform/ledger/{slug}/...`, and the operators'
+//! journal, payouts (and their list) and earnings under `/__platform/ledger/{slug}/...`, and the operators'
 //! earnings under `/__platform/earnings...`. Each becomes one request to the tenant's ledger
 //! object in its wire type (`claw_durable::ledger::wire`).
 
@@ -47,6 +47,10 @@ pub async fn handle(call: PlatformCall<'_>, route: LedgerRoute) -> Result<Respon
             let body = read_bounded(&mut req, MAX_PAYOUT_BODY_BYTES, "a payout request").await?;
             let forwarded = wire_json(&payout_request(&body, &key)?);
             ask(env, &slug, Method::Post, "/payouts".into(), Some(forwarded)).await
+        }
+        LedgerRoute::Payouts { slug } => {
+            let q = Query::parse(query).forward(&["after", "limit"]);
+            ask(env, &slug, Method::Get, format!("/payouts{q}"), None).await
         }
         LedgerRoute::Payout { slug, id } => {
             ask(env, &slug, Method::Get, format!("/payouts/{id}"), None).await

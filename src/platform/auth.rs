@@ -12,15 +12,18 @@ pub fn bearer_matches(authorization: Option<&str>, expected: Option<&str>) -> bo
     let Some(expected) = expected.filter(|e| !e.is_empty()) else {
         return false;
     };
-    let Some(given) = authorization.and_then(|h| {
-        let (scheme, token) = h.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    }) else {
+    let Some(given) = bearer(authorization) else {
         return false;
     };
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(expected.as_bytes());
     a.ct_eq(&b).into()
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 #[cfg(test)]
@@ -38,5 +41,8 @@ mod tests {
         // No token configured: closed, even for an empty bearer.
         assert!(!bearer_matches(Some("Bearer "), None));
         assert!(!bearer_matches(Some("Bearer "), Some("")));
+        assert_eq!(bearer(Some(" Bearer  claw_ck_1 ")), Some("claw_ck_1"));
+        assert_eq!(bearer(Some("Basic claw_ck_1")), None);
+        assert_eq!(bearer(None), None);
     }
 }

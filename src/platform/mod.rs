@@ -16,9 +16,18 @@
 //! | [`Access::Operator`] | `PLATFORM_OPERATOR_TOKEN` | yes |
 //! | [`Access::Analytics`] | `PLATFORM_ANALYTICS_TOKEN` | yes |
 //! | [`Access::EventsFeed`] | the analytics token, none if `PLATFORM_EVENTS_PUBLIC=true` | yes |
+//! | [`Access::AnyToken`] | any of the tokens above | yes |
+//!
+//! Creator keys (`claw_ck_...`, issued by an operator, scoped to tenant slugs: see
+//! `claw_durable::registry::keys`) are accepted on the rows marked `+ Creator`, for slugs in
+//! the key's scope only ([`creator_may`]): a valid key elsewhere is 403 `forbidden`, an
+//! unknown, revoked or expired one 401 `unauthorized`. Operator tokens keep their access.
 
 use claw_durable::problem::{Code, Problem};
+use claw_durable::registry::keys::{is_key_id, key_not_found, Grant};
 use claw_durable::tenant::validate_slug;
+
+use crate::http::query::Query;
 
 pub mod auth;
 #[cfg(target_arch = "wasm32")]
@@ -43,19 +52,27 @@ pub enum Access {
     Analytics,
     /// The usage events feed: analytics, unless the operator opened it.
     EventsFeed,
+    /// Any operator token (`whoami`).
+    AnyToken,
 }
 
 impl Access {
-    /// The Worker secret holding this access's bearer token; `None` for public routes.
-    /// The feed's token is the analytics token (the glue opens it with
-    /// `PLATFORM_EVENTS_PUBLIC`).
-    pub fn token_name(self) -> Option<&'static str> {
+    /// The Worker secrets holding the bearer tokens this access takes (any one of them);
+    /// none for public routes. The feed's token is the analytics token (the glue opens it
+    /// with `PLATFORM_EVENTS_PUBLIC`).
+    pub fn token_names(self) -> &'static [&'static str] {
         match self {
-            Access::Public => None,
-            Access::Admin => Some(PLATFORM_ADMIN_TOKEN),
-            Access::Payout => Some(PLATFORM_PAYOUT_TOKEN),
-            Access::Operator => Some(PLATFORM_OPERATOR_TOKEN),
-            Access::Analytics | Access::EventsFeed => Some(PLATFORM_ANALYTICS_TOKEN),
+            Access::Public => &[],
+            Access::Admin => &[PLATFORM_ADMIN_TOKEN],
+            Access::Payout => &[PLATFORM_PAYOUT_TOKEN],
+            Access::Operator => &[PLATFORM_OPERATOR_TOKEN],
+            Access::Analytics | Access::EventsFeed => &[PLATFORM_ANALYTICS_TOKEN],
+            Access::AnyToken => &[
+                PLATFORM_ADMIN_TOKEN,
+                PLATFORM_PAYOUT_TOKEN,
+                PLATFORM_OPERATOR_TOKEN,
+                PLATFORM_ANALYTICS_TOKEN,
+            ],
         }
     }
 }
@@ -83,6 +100,9 @@ pub enum LedgerRoute {
         slug: String,
     },
     CreatePayout {
+        slug: String,
+    },
+    Payouts {
         slug: String,
     },
     Payout {
@@ -127,12 +147,23 @@ pub enum UsageRoute {
     },
 }
 
+/// Creator keys (the registry room).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRoute {
+    Create,
+    List,
+    Revoke(String),
+}
+
 /// A platform route, by the room that serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Tenants(TenantRoute),
     Ledger(LedgerRoute),
     Usage(UsageRoute),
+    Keys(KeyRoute),
+    /// Who the bearer is (answered by the platform glue itself).
+    Whoami,
 }
 
 /// One segment of a route pattern.
@@ -143,9 +174,11 @@ enum Seg {
     Slug,
     /// A payout id (validated after the token check).
     PayoutId,
+    /// A creator key's id (validated after the token check).
+    KeyId,
 }
 
-use Seg::{Lit, PayoutId, Slug};
+use Seg::{KeyId, Lit, PayoutId, Slug};
 
 /// Builds a [`Route`] from the path's parameters, in pattern order.
 type Make = fn(&mut Params) -> Route;
@@ -172,28 +205,48 @@ pub struct Row {
     pub method: &'static str,
     pattern: &'static [Seg],
     pub access: Access,
+    /// Whether a creator key may use the row, for the row's slug if it is in the key's scope.
+    pub creator: bool,
     make: Make,
 }
 
 macro_rules! row {
+    ($method:literal, [$($seg:expr),*], $access:ident + Creator, $make:expr) => {
+        Row {
+            method: $method,
+            pattern: &[$($seg),*],
+            access: Access::$access,
+            creator: true,
+            make: $make,
+        }
+    };
     ($method:literal, [$($seg:expr),*], $access:ident, $make:expr) => {
-        Row { method: $method, pattern: &[$($seg),*], access: Access::$access, make: $make }
+        Row {
+            method: $method,
+            pattern: &[$($seg),*],
+            access: Access::$access,
+            creator: false,
+            make: $make,
+        }
     };
 }
 
 /// The platform API. Paths are under `/__platform`; the README lists the same table.
 pub const ROUTES: &[Row] = &[
     // Tenants (registry).
-    row!("GET", [Lit("tenants")], Admin, |_| Route::Tenants(
-        TenantRoute::List
-    )),
-    row!("GET", [Lit("tenants"), Slug], Admin, |p| Route::Tenants(
-        TenantRoute::Get(p.next())
-    )),
-    row!("PUT", [Lit("tenants"), Slug], Admin, |p| Route::Tenants(
-        TenantRoute::Put(p.next())
-    )),
-    row!("DELETE", [Lit("tenants"), Slug], Admin, |p| {
+    row!(
+        "GET",
+        [Lit("tenants")],
+        Admin + Creator,
+        |_| Route::Tenants(TenantRoute::List)
+    ),
+    row!("GET", [Lit("tenants"), Slug], Admin + Creator, |p| {
+        Route::Tenants(TenantRoute::Get(p.next()))
+    }),
+    row!("PUT", [Lit("tenants"), Slug], Admin + Creator, |p| {
+        Route::Tenants(TenantRoute::Put(p.next()))
+    }),
+    row!("DELETE", [Lit("tenants"), Slug], Admin + Creator, |p| {
         Route::Tenants(TenantRoute::Delete(p.next()))
     }),
     row!("POST", [Lit("tenants"), Slug, Lit("suspend")], Admin, |p| {
@@ -207,19 +260,31 @@ pub const ROUTES: &[Row] = &[
         TenantRoute::Offer(p.next())
     )),
     // Ledger: the payout job.
-    row!("GET", [Lit("ledger"), Slug, Lit("entries")], Payout, |p| {
-        Route::Ledger(LedgerRoute::Entries { slug: p.next() })
-    }),
-    row!("GET", [Lit("ledger"), Slug, Lit("earnings")], Payout, |p| {
-        Route::Ledger(LedgerRoute::Earnings { slug: p.next() })
-    }),
+    row!(
+        "GET",
+        [Lit("ledger"), Slug, Lit("entries")],
+        Payout + Creator,
+        |p| { Route::Ledger(LedgerRoute::Entries { slug: p.next() }) }
+    ),
+    row!(
+        "GET",
+        [Lit("ledger"), Slug, Lit("earnings")],
+        Payout + Creator,
+        |p| { Route::Ledger(LedgerRoute::Earnings { slug: p.next() }) }
+    ),
+    row!(
+        "GET",
+        [Lit("ledger"), Slug, Lit("payouts")],
+        Payout + Creator,
+        |p| { Route::Ledger(LedgerRoute::Payouts { slug: p.next() }) }
+    ),
     row!("POST", [Lit("ledger"), Slug, Lit("payouts")], Payout, |p| {
         Route::Ledger(LedgerRoute::CreatePayout { slug: p.next() })
     }),
     row!(
         "GET",
         [Lit("ledger"), Slug, Lit("payouts"), PayoutId],
-        Payout,
+        Payout + Creator,
         |p| payout(p, |slug, id| LedgerRoute::Payout { slug, id })
     ),
     row!(
@@ -244,22 +309,25 @@ pub const ROUTES: &[Row] = &[
     row!("GET", [Lit("earnings")], Operator, |_| Route::Ledger(
         LedgerRoute::AllEarnings
     )),
-    row!("GET", [Lit("earnings"), Slug], Operator, |p| {
+    row!("GET", [Lit("earnings"), Slug], Operator + Creator, |p| {
         Route::Ledger(LedgerRoute::Earnings { slug: p.next() })
     }),
     // Usage.
-    row!("GET", [Lit("events")], EventsFeed, |_| Route::Usage(
-        UsageRoute::Events
-    )),
+    row!("GET", [Lit("events")], EventsFeed + Creator, |_| {
+        Route::Usage(UsageRoute::Events)
+    }),
     row!("GET", [Lit("trending")], Public, |_| Route::Usage(
         UsageRoute::Trending
     )),
-    row!("GET", [Lit("usage"), Slug], Analytics, |p| {
+    row!("GET", [Lit("usage"), Slug], Analytics + Creator, |p| {
         Route::Usage(UsageRoute::Series { slug: p.next() })
     }),
-    row!("GET", [Lit("usage"), Slug, Lit("stats")], Analytics, |p| {
-        Route::Usage(UsageRoute::Stats { slug: p.next() })
-    }),
+    row!(
+        "GET",
+        [Lit("usage"), Slug, Lit("stats")],
+        Analytics + Creator,
+        |p| { Route::Usage(UsageRoute::Stats { slug: p.next() }) }
+    ),
     row!(
         "POST",
         [Lit("usage"), Slug, Lit("rollup")],
@@ -275,16 +343,36 @@ pub const ROUTES: &[Row] = &[
     row!("PUT", [Lit("usage"), Slug, Lit("retention")], Admin, |p| {
         Route::Usage(UsageRoute::PutRetention { slug: p.next() })
     }),
+    // Creator keys (registry), and who the bearer is.
+    row!("POST", [Lit("keys")], Admin, |_| Route::Keys(
+        KeyRoute::Create
+    )),
+    row!("GET", [Lit("keys")], Admin, |_| Route::Keys(KeyRoute::List)),
+    row!("DELETE", [Lit("keys"), KeyId], Admin, |p| Route::Keys(
+        KeyRoute::Revoke(p.next())
+    )),
+    row!("GET", [Lit("whoami")], AnyToken + Creator, |_| {
+        Route::Whoami
+    }),
 ];
 
 /// What the table says about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// A row matched path and method.
-    Found { route: Route, access: Access },
+    Found {
+        route: Route,
+        access: Access,
+        creator: bool,
+    },
     /// The path exists with other methods (`allow`, comma-separated): 405 once `access`
-    /// (the first such row's) is satisfied.
-    MethodNotAllowed { allow: String, access: Access },
+    /// (the first such row's) is satisfied; a creator key learns it where some such row
+    /// takes creator keys (`creator`).
+    MethodNotAllowed {
+        allow: String,
+        access: Access,
+        creator: bool,
+    },
 }
 
 fn captures(pattern: &[Seg], segments: &[&str]) -> Option<Vec<String>> {
@@ -296,8 +384,8 @@ fn captures(pattern: &[Seg], segments: &[&str]) -> Option<Vec<String>> {
         match seg {
             Lit(l) if l == s => {}
             Lit(_) => return None,
-            Slug | PayoutId if !s.is_empty() => params.push((*s).to_owned()),
-            Slug | PayoutId => return None,
+            Slug | PayoutId | KeyId if !s.is_empty() => params.push((*s).to_owned()),
+            Slug | PayoutId | KeyId => return None,
         }
     }
     Some(params)
@@ -309,6 +397,7 @@ pub fn route(method: &str, rest: &str) -> Result<Lookup, Problem> {
     let segments: Vec<&str> = rest.strip_prefix('/').unwrap_or(rest).split('/').collect();
     let mut allow: Vec<&str> = Vec::new();
     let mut first_access = None;
+    let mut creator = false;
     for row in ROUTES {
         let Some(params) = captures(row.pattern, &segments) else {
             continue;
@@ -318,15 +407,18 @@ pub fn route(method: &str, rest: &str) -> Result<Lookup, Problem> {
             return Ok(Lookup::Found {
                 route,
                 access: row.access,
+                creator: row.creator,
             });
         }
         first_access.get_or_insert(row.access);
+        creator |= row.creator;
         allow.push(row.method);
     }
     match first_access {
         Some(access) => Ok(Lookup::MethodNotAllowed {
             allow: allow.join(", "),
             access,
+            creator,
         }),
         None => Err(not_found()),
     }
@@ -380,6 +472,7 @@ impl LedgerRoute {
             LedgerRoute::AllEarnings => None,
             LedgerRoute::Entries { slug }
             | LedgerRoute::Earnings { slug }
+            | LedgerRoute::Payouts { slug }
             | LedgerRoute::CreatePayout { slug }
             | LedgerRoute::Payout { slug, .. }
             | LedgerRoute::PostPayout { slug, .. }
@@ -409,6 +502,7 @@ impl Route {
             Route::Tenants(r) => r.slug(),
             Route::Ledger(r) => r.slug(),
             Route::Usage(r) => r.slug(),
+            Route::Keys(_) | Route::Whoami => None,
         }
     }
 
@@ -432,7 +526,63 @@ impl Route {
         if let Some(id) = self.payout_id() {
             check_payout_id(id)?;
         }
+        if let Route::Keys(KeyRoute::Revoke(id)) = self {
+            if !is_key_id(id) {
+                return Err(key_not_found(id));
+            }
+        }
         Ok(())
+    }
+}
+
+/// Who called a platform route, once its bearer was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A public route: no bearer was asked for.
+    Open,
+    /// An operator token (full access, as the row's [`Access`] says).
+    Operator,
+    /// A valid creator key, with its scope.
+    Creator(Grant),
+}
+
+fn forbidden(detail: impl Into<String>) -> Problem {
+    Problem::new(Code::Forbidden).detail(detail)
+}
+
+/// Whether a valid creator key may make this call: the row takes creator keys
+/// (`creator_row`), and the tenant the route (or, for the events feed, its `tenant`
+/// parameter, then required) is about is in the key's scope. Else 403 `forbidden`. The
+/// tenant list is filtered to the scope by its room; `whoami` answers anyone.
+pub fn creator_may(
+    grant: &Grant,
+    creator_row: bool,
+    route: &Route,
+    query: Option<&str>,
+) -> Result<(), Problem> {
+    if !creator_row {
+        return Err(forbidden("this route is for operators only"));
+    }
+    let in_scope = |slug: &str| {
+        if grant.covers(slug) {
+            Ok(())
+        } else {
+            Err(forbidden(format!("this key is not for tenant {slug:?}")))
+        }
+    };
+    if let Some(slug) = route.slug() {
+        return in_scope(slug);
+    }
+    match route {
+        Route::Tenants(TenantRoute::List) | Route::Whoami => Ok(()),
+        // The feed reads the last `tenant` given (`usage::query::FeedQuery`): so does this.
+        Route::Usage(UsageRoute::Events) => match Query::parse(query).last("tenant") {
+            Some(slug) => in_scope(slug),
+            None => Err(forbidden(
+                "a creator key must name one of its tenants: ?tenant=",
+            )),
+        },
+        _ => Err(forbidden("this route is for operators only")),
     }
 }
 

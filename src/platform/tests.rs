@@ -2,7 +2,7 @@ use super::*;
 
 fn found(method: &str, rest: &str) -> (Route, Access) {
     match route(method, rest) {
-        Ok(Lookup::Found { route, access }) => (route, access),
+        Ok(Lookup::Found { route, access, .. }) => (route, access),
         other => panic!("{method} {rest}: {other:?}"),
     }
 }
@@ -62,7 +62,8 @@ fn tenant_routes_need_the_admin_token() {
         route("POST", "/tenants/acme"),
         Ok(Lookup::MethodNotAllowed {
             allow: "GET, PUT, DELETE".into(),
-            access: Access::Admin
+            access: Access::Admin,
+            creator: true,
         })
     );
 }
@@ -150,7 +151,11 @@ fn refusals() {
         ("GET", "/tenants/acme/x", 404, "route_not_found"),
         ("GET", "/tenants/Bad--Slug", 400, "invalid_slug"),
         ("POST", "/ledger/acme/entries", 405, "method_not_allowed"),
-        ("GET", "/ledger/acme/payouts", 405, "method_not_allowed"),
+        ("PUT", "/ledger/acme/payouts", 405, "method_not_allowed"),
+        ("DELETE", "/keys/ck_12", 404, "key_not_found"),
+        ("DELETE", "/keys/ck_0123456789ABCDEF", 404, "key_not_found"),
+        ("PUT", "/keys", 405, "method_not_allowed"),
+        ("POST", "/whoami", 405, "method_not_allowed"),
         ("GET", "/ledger/acme", 404, "route_not_found"),
         ("GET", "/ledger/acme/x/y/z/w", 404, "route_not_found"),
         ("GET", "/ledger/Bad--Slug/entries", 400, "invalid_slug"),
@@ -191,7 +196,7 @@ fn only_the_public_ranking_and_offers_are_open() {
     let market: &[Seg] = &[Lit("market"), Seg::Slug];
     for row in ROUTES {
         let open = row.access == Access::Public;
-        assert_eq!(open, row.access.token_name().is_none());
+        assert_eq!(open, row.access.token_names().is_empty());
         if open {
             assert_eq!(row.method, "GET");
             assert!(
@@ -278,4 +283,177 @@ fn tokens_are_compared_only_by_the_constant_time_helper() {
         }
     }
     assert!(helper_calls >= 1, "the platform glue uses the helper");
+}
+
+/// A row as the README writes it: `GET /ledger/{slug}/payouts/{id}`.
+fn shape(row: &Row) -> String {
+    let path: Vec<&str> = row
+        .pattern
+        .iter()
+        .map(|s| match s {
+            Lit(l) => l,
+            Slug => "{slug}",
+            PayoutId | KeyId => "{id}",
+        })
+        .collect();
+    format!("{} /{}", row.method, path.join("/"))
+}
+
+/// The rows a creator key may use are exactly the contract's list (issue 11): its tenants'
+/// config, journal, earnings, payouts (read), usage series and events feed, the tenant list
+/// (filtered), `whoami`, and every deployment and secrets route of a tenant; and the
+/// dashboard's call statistics of its tenants (`/usage/{slug}/stats`). Everything else
+/// (suspend, resume, keys, payout writes, reconcile, rollups, retention, all-tenant
+/// earnings) is for operators.
+#[test]
+fn the_creator_rows_are_the_contracts_list() {
+    let mut creator: Vec<String> = ROUTES
+        .iter()
+        .filter(|r| r.creator)
+        .filter(|r| {
+            !matches!(
+                r.pattern,
+                [Lit("tenants"), Slug, Lit("deployment" | "secrets"), ..]
+            )
+        })
+        .map(shape)
+        .collect();
+    creator.sort();
+    let mut want = vec![
+        "GET /tenants",
+        "GET /tenants/{slug}",
+        "PUT /tenants/{slug}",
+        "DELETE /tenants/{slug}",
+        "GET /ledger/{slug}/entries",
+        "GET /ledger/{slug}/earnings",
+        "GET /ledger/{slug}/payouts",
+        "GET /ledger/{slug}/payouts/{id}",
+        "GET /earnings/{slug}",
+        "GET /usage/{slug}",
+        "GET /usage/{slug}/stats",
+        "GET /events",
+        "GET /whoami",
+    ];
+    want.sort();
+    assert_eq!(creator, want);
+    for row in ROUTES {
+        if matches!(
+            row.pattern,
+            [Lit("tenants"), Slug, Lit("deployment" | "secrets"), ..]
+        ) {
+            assert!(
+                row.creator,
+                "{}: a creator deploys its own tenants",
+                shape(row)
+            );
+        }
+        if matches!(row.pattern, [Lit("keys"), ..]) {
+            assert_eq!(row.access, Access::Admin, "{}", shape(row));
+        }
+    }
+}
+
+fn grant(tenants: &[&str]) -> Grant {
+    Grant {
+        id: "ck_0123456789abcdef".into(),
+        prefix: "claw_ck_01234567".into(),
+        tenants: tenants.iter().map(|s| (*s).to_owned()).collect(),
+        expires_at: None,
+    }
+}
+
+/// What a creator key may do, row by row: every creator row about tenant `b` is 403 for a
+/// key scoped to `a` and passes for `a`; every operator row is 403 whatever its tenant.
+#[test]
+fn a_creator_key_reaches_only_its_own_tenants() {
+    let key = grant(&["a-co"]);
+    for row in ROUTES {
+        let n = row.pattern.iter().filter(|s| !matches!(s, Lit(_))).count();
+        for slug in ["a-co", "b-co"] {
+            let params: Vec<String> = std::iter::once(slug.to_owned())
+                .chain((1..n).map(|_| "po_1".to_owned()))
+                .collect();
+            let route = (row.make)(&mut Params(params.into_iter()));
+            let query = Some(format!("tenant={slug}"));
+            let got = creator_may(&key, row.creator, &route, query.as_deref());
+            let allowed = row.creator
+                && (route.slug().is_none_or(|s| s == "a-co"))
+                && (route != Route::Usage(UsageRoute::Events) || slug == "a-co");
+            match got {
+                Ok(()) => assert!(allowed, "{} for {slug}", shape(row)),
+                Err(p) => {
+                    assert!(!allowed, "{} for {slug}: {p:?}", shape(row));
+                    assert_eq!((p.status, p.code), (403, Code::Forbidden));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_creator_reads_the_events_of_its_own_tenant_only() {
+    let key = grant(&["a-co", "c-co"]);
+    let events = Route::Usage(UsageRoute::Events);
+    for (query, ok) in [
+        (None, false),
+        (Some("stage=paid"), false),
+        (Some("tenant=a-co"), true),
+        (Some("tenant=c-co&limit=3"), true),
+        (Some("tenant=b-co"), false),
+        // The feed reads the last `tenant`: so does the check.
+        (Some("tenant=a-co&tenant=b-co"), false),
+        (Some("tenant=b-co&tenant=a-co"), true),
+        (Some("tenant=a%2Dco"), true),
+    ] {
+        assert_eq!(
+            creator_may(&key, true, &events, query).is_ok(),
+            ok,
+            "{query:?}"
+        );
+    }
+    // The list and whoami are for any key (the list is filtered by its room).
+    assert!(creator_may(&key, true, &Route::Tenants(TenantRoute::List), None).is_ok());
+    assert!(creator_may(&key, true, &Route::Whoami, None).is_ok());
+    // A row that does not take keys refuses them whatever the route.
+    assert_eq!(
+        creator_may(
+            &key,
+            false,
+            &Route::Tenants(TenantRoute::Get("a-co".into())),
+            None
+        )
+        .unwrap_err()
+        .code,
+        Code::Forbidden
+    );
+}
+
+#[test]
+fn key_routes_and_whoami() {
+    assert_eq!(
+        found("POST", "/keys"),
+        (Route::Keys(KeyRoute::Create), Access::Admin)
+    );
+    assert_eq!(
+        found("GET", "/keys"),
+        (Route::Keys(KeyRoute::List), Access::Admin)
+    );
+    assert_eq!(
+        found("DELETE", "/keys/ck_0123456789abcdef"),
+        (
+            Route::Keys(KeyRoute::Revoke("ck_0123456789abcdef".into())),
+            Access::Admin
+        )
+    );
+    assert_eq!(found("GET", "/whoami"), (Route::Whoami, Access::AnyToken));
+    assert_eq!(Access::AnyToken.token_names().len(), 4);
+    assert_eq!(
+        found("GET", "/ledger/acme/payouts"),
+        (
+            Route::Ledger(LedgerRoute::Payouts {
+                slug: "acme".into()
+            }),
+            Access::Payout
+        )
+    );
 }

@@ -1,25 +1,36 @@
-//! The tenant admin routes (`/__platform/tenants...`, admin token, checked by
-//! `crate::platform::edge`): relayed to the registry object, after the checks only the
-//! dispatcher can make (a proxy upstream against the SSRF rules and the platform's hosts).
+//! The tenant admin routes (`/__platform/tenants...`, admin token or a creator key in scope,
+//! checked by `crate::platform::edge`): relayed to the registry object, after the checks only
+//! the dispatcher can make (a proxy upstream against the SSRF rules and the platform's hosts;
+//! a creator's config names only its own script). A creator's tenant list is its scope's
+//! tenants that exist.
 
 use claw_durable::problem::Problem;
+use claw_durable::registry::keys::Grant;
 use claw_durable::tenant::{TenantConfig, MAX_CONFIG_BYTES};
+use futures::future::join_all;
 use worker::{Env, Method, Request, Response};
 
 use super::edge as registry;
 use crate::http::body::read_bounded;
 use crate::http::respond;
 use crate::platform::edge::PlatformCall;
-use crate::platform::TenantRoute;
+use crate::platform::{Caller, TenantRoute};
 use crate::proxy::{validate_secret_scope, validate_upstream};
 
 pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Response, Problem> {
+    let creator = match &call.caller {
+        Caller::Creator(grant) => Some(grant.clone()),
+        Caller::Operator | Caller::Open => None,
+    };
     let (mut req, env, query) = call.into_parts();
     if let TenantRoute::Offer(slug) = &route {
         let record = registry::existing(env, slug).await?;
         let mut resp = respond::json(200, &super::offer::offer(&record))?;
         let _ = resp.headers_mut().set("cache-control", "public, max-age=5");
         return Ok(resp);
+    }
+    if let (TenantRoute::List, Some(grant)) = (&route, &creator) {
+        return scope_list(env, grant).await;
     }
     let (method, path, slug) = match &route {
         TenantRoute::List => (Method::Get, "/tenants".to_owned(), None),
@@ -34,6 +45,11 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
         TenantRoute::Put(slug) => {
             let body = read_bounded(&mut req, MAX_CONFIG_BYTES, "a tenant config").await?;
             check_proxy_upstream(&req, env, &body, slug)?;
+            if creator.is_some() {
+                if let Ok(config) = TenantConfig::parse(&body, slug) {
+                    super::check_creator_config(&config)?;
+                }
+            }
             Some(body)
         }
         _ => None,
@@ -67,4 +83,30 @@ fn check_proxy_upstream(req: &Request, env: &Env, body: &[u8], slug: &str) -> Re
         &crate::proxy::edge::ssrf_policy(env, host.as_deref()),
     )?;
     validate_secret_scope(&config.slug, proxy)
+}
+
+/// `GET /__platform/tenants` for a creator key: the tenants of its scope that exist, in
+/// slug order, in one page (a key names at most
+/// `claw_durable::registry::keys::MAX_KEY_TENANTS`).
+async fn scope_list(env: &Env, grant: &Grant) -> Result<Response, Problem> {
+    let answers = join_all(grant.tenants.iter().map(|slug| async move {
+        let mut resp = registry::call(env, Method::Get, &format!("/tenants/{slug}"), None).await?;
+        match resp.status_code() {
+            200 => resp
+                .json::<serde_json::Value>()
+                .await
+                .map(Some)
+                .map_err(|e| Problem::internal(e.to_string())),
+            404 => Ok(None),
+            s => Err(Problem::internal(format!("registry answered {s}"))),
+        }
+    }))
+    .await;
+    let mut tenants = Vec::with_capacity(answers.len());
+    for answer in answers {
+        if let Some(record) = answer? {
+            tenants.push(record);
+        }
+    }
+    respond::json(200, &serde_json::json!({ "tenants": tenants }))
 }

@@ -53,6 +53,7 @@ pub mod object;
 
 pub use answers::{StoredAnswer, ANSWER_TTL_MS, MAX_STORED_ANSWER_BYTES};
 pub use payments::{ChainFacts, SweepReport};
+pub use payouts::PayoutPage;
 pub use read::{AuditReport, DayEarnings, Earnings, EntryPage};
 
 /// Basis points in one whole.

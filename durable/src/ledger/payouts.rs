@@ -12,7 +12,7 @@ use super::{
     MAX_FINGERPRINT_LEN, MAX_KEY_LEN, MAX_REASON_LEN, MAX_TX_REF_LEN,
 };
 use super::{amount_at, amount_sql, append, close, commit, opt_string_at, replayed};
-use crate::store::{checked_int, Row, SqlStore};
+use crate::store::{checked_int, Row, SqlStore, SqlValue, MAX_SAFE_INTEGER};
 use crate::tenant::parse_evm_address;
 
 /// Payout ids are `po_<seq of the payout_created entry>`: unique and sans-IO.
@@ -86,7 +86,50 @@ fn check_destination(destination: &str) -> Result<String, LedgerError> {
     Ok(d)
 }
 
+/// One page of payouts, in creation order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutPage {
+    pub payouts: Vec<Payout>,
+    /// Pass as `after` for the next page: the last payout's `createdSeq`, or the `after`
+    /// given when the page is empty.
+    pub next_cursor: i64,
+    /// Whether payouts beyond this page exist right now.
+    pub has_more: bool,
+}
+
 impl<S: SqlStore> Ledger<'_, S> {
+    /// Payouts created after journal seq `after` (their `createdSeq`), oldest first, at most
+    /// `limit` (1..=500). Payouts are few (an operator's batch job makes them), so the scan
+    /// has no index of its own.
+    pub fn payouts(&mut self, after: i64, limit: u32) -> Result<PayoutPage, LedgerError> {
+        if !(0..=MAX_SAFE_INTEGER).contains(&after) {
+            return Err(super::invalid("after", "must be a seq, 0 or more"));
+        }
+        if !(1..=super::MAX_PAGE).contains(&limit) {
+            return Err(super::invalid(
+                "limit",
+                format!("must be 1 to {}", super::MAX_PAGE),
+            ));
+        }
+        // One extra row tells whether another page exists.
+        let rows = self.store.exec(
+            &format!(
+                "SELECT {PAYOUT_COLUMNS} FROM ledger_payouts WHERE created_seq > ?
+                 ORDER BY created_seq LIMIT ?"
+            ),
+            &[checked_int(after)?, SqlValue::from(limit + 1)],
+        )?;
+        let mut payouts = rows.iter().map(payout).collect::<Result<Vec<_>, _>>()?;
+        let has_more = payouts.len() > limit as usize;
+        payouts.truncate(limit as usize);
+        Ok(PayoutPage {
+            next_cursor: payouts.last().map_or(after, |p| p.created_seq),
+            payouts,
+            has_more,
+        })
+    }
+
     pub fn payout(&mut self, id: &str) -> Result<Option<Payout>, LedgerError> {
         if check_payout_id(id).is_err() {
             return Ok(None);

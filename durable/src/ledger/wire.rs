@@ -15,6 +15,7 @@
 //! | `POST /payments/recover` | [`RecoverRequest`] | 200, [`ANSWER_META_HEADER`]: [`Recovery`], body: the kept answer's body |
 //! | `GET /payments?key=` | | 200 payment |
 //! | `POST /payouts` | `{idempotencyKey, fingerprint, amount, destination}` | 201 payout + `replayed: false`, 200 on replay |
+//! | `GET /payouts?after=&limit=` | | 200 `{payouts, nextCursor, hasMore}` (creation order) |
 //! | `GET /payouts/{id}` | | 200 payout |
 //! | `POST /payouts/{id}/post` | `{txRef}` | 200 payout + `replayed` |
 //! | `POST /payouts/{id}/void` | `{reason}` | 200 payout + `replayed` |
@@ -321,6 +322,11 @@ pub fn handle<S: SqlStore>(
             )?;
             let status = if applied.replayed { 200 } else { 201 };
             Ok((status, to_value(&applied)))
+        }
+        ("GET", ["payouts"]) => {
+            let after = query_int(query, "after", 0..=MAX_SAFE_INTEGER, 0)?;
+            let limit = query_int(query, "limit", 1..=MAX_PAGE, DEFAULT_PAGE)?;
+            Ok((200, to_value(&ledger.payouts(after, limit)?)))
         }
         ("GET", ["payouts", id]) => {
             let p = ledger

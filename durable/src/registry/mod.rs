@@ -10,6 +10,7 @@ use crate::problem::Problem;
 use crate::store::{Row, SqlStore, SqlValue, StoreError};
 use crate::tenant::TenantConfig;
 
+pub mod keys;
 #[cfg(target_arch = "wasm32")]
 pub mod object;
 

@@ -2,15 +2,30 @@
 //!
 //! Internal routes (the dispatcher forwards admin calls here after checking the token):
 //! `GET /tenants?after=&limit=`, `GET|PUT|DELETE /tenants/{slug}`,
-//! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`.
+//! `POST /tenants/{slug}/suspend`, `POST /tenants/{slug}/resume`, and the creator keys'
+//! routes under `/keys` ([`super::keys::handle`]).
 
+use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
-use super::{Registry, TenantStatus, DEFAULT_PAGE};
+use super::{keys, Registry, TenantStatus, DEFAULT_PAGE};
 use crate::http::{now_ms, reply, to_value, Answer, Call};
 use crate::problem::{Code, Problem};
 use crate::sql_do::DoSql;
 use crate::tenant::{validate_slug, TenantConfig};
+
+#[wasm_bindgen]
+extern "C" {
+    /// Web Crypto's CSPRNG (`crypto.getRandomValues`): a creator key's bytes.
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]);
+}
+
+fn random_key_bytes() -> [u8; keys::RANDOM_BYTES] {
+    let mut bytes = [0u8; keys::RANDOM_BYTES];
+    get_random_values(&mut bytes);
+    bytes
+}
 
 #[durable_object]
 pub struct TenantRegistry {
@@ -24,7 +39,7 @@ impl DurableObject for TenantRegistry {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         // A config's size is the parser's to judge (`TenantConfig::parse`, 413).
-        let call = Call::read(&mut req, &[Method::Put], usize::MAX).await?;
+        let call = Call::read(&mut req, &[Method::Put, Method::Post], usize::MAX).await?;
         reply(call.and_then(|call| handle(&mut DoSql::new(&self.state), &call)))
     }
 }
@@ -34,8 +49,22 @@ fn not_found(slug: &str) -> Problem {
 }
 
 fn handle(sql: &mut DoSql, call: &Call) -> Answer {
+    let segments = call.segments();
+    if segments.first() == Some(&"keys") {
+        let query: Vec<(String, String)> = call.url.query_pairs().into_owned().collect();
+        let now_s = now_ms().div_euclid(1000);
+        return keys::handle(
+            sql,
+            call.method.as_ref(),
+            &segments,
+            &query,
+            &call.body,
+            now_s,
+            &mut random_key_bytes,
+        );
+    }
     let mut reg = Registry::open(sql)?;
-    match (&call.method, call.segments().as_slice()) {
+    match (&call.method, segments.as_slice()) {
         (Method::Get, ["tenants"]) => {
             let mut after = None;
             let mut limit = DEFAULT_PAGE;

@@ -86,3 +86,47 @@ fn payouts_hold_release_and_never_overdraw() {
     assert_eq!(e.net, e.available + e.payouts_pending + e.paid_out);
     l.audit().unwrap();
 }
+
+#[test]
+fn payouts_list_in_creation_order_by_cursor() {
+    let mut db = MemSql::new();
+    funded(&mut db, 1_000);
+    let mut l = Ledger::open(&mut db).unwrap();
+    let empty = l.payouts(0, 10).unwrap();
+    assert_eq!(
+        (empty.payouts.len(), empty.next_cursor, empty.has_more),
+        (0, 0, false)
+    );
+
+    let mut ids = Vec::new();
+    for i in 0..5u128 {
+        let key = format!("pk{i}");
+        let p = l
+            .create_payout(&key, "h", 10 + i, DEST_A, T0)
+            .unwrap()
+            .record;
+        ids.push(p.id);
+    }
+    // Posting and voiding add journal entries but do not move a payout in the list.
+    l.post_payout(&ids[0], "0xpaid", T0 + 1).unwrap();
+    l.void_payout(&ids[1], "wrong", T0 + 1).unwrap();
+    for page in 1..=6u32 {
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let p = l.payouts(after, page).unwrap();
+            assert!(p.payouts.len() <= page as usize);
+            seen.extend(p.payouts.iter().map(|p| p.id.clone()));
+            after = p.next_cursor;
+            if !p.has_more {
+                break;
+            }
+        }
+        assert_eq!(seen, ids, "page size {page}");
+    }
+    let first = l.payouts(0, 1).unwrap();
+    assert_eq!(first.payouts[0].state, PayoutState::Posted);
+    refused(l.payouts(-1, 10), "invalid_field");
+    refused(l.payouts(0, 0), "invalid_field");
+    refused(l.payouts(0, MAX_PAGE + 1), "invalid_field");
+}

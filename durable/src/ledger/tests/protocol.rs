@@ -283,6 +283,17 @@ fn protocol_payouts_entries_earnings() {
             "",
         )],
     );
+    let (s, v) = call(&mut db, "GET", "/payouts?limit=1", Value::Null);
+    assert_eq!(s, 200);
+    assert_eq!(v["payouts"][0]["id"], "po_3");
+    assert_eq!(
+        (v["nextCursor"].as_i64(), &v["hasMore"]),
+        (Some(3), &json!(false))
+    );
+    let (s, v) = call(&mut db, "GET", "/payouts?after=3", Value::Null);
+    assert_eq!((s, v["payouts"].as_array().map(Vec::len)), (200, Some(0)));
+    let (s, v) = call(&mut db, "GET", "/payouts?limit=0", Value::Null);
+    assert_eq!((s, &v["field"]), (400, &json!("limit")));
     let (s, v) = call(&mut db, "GET", "/payouts/po_3", Value::Null);
     assert_eq!((s, v["amount"].as_str()), (200, Some("900")));
     let (s, v) = call(
