@@ -7,8 +7,12 @@ import { formatAtomic, formatCount } from "../money.js";
 
 export const WINDOWS = ["1h", "24h", "7d"];
 
-/** A Node script paying one call with the official x402 v2 client (@x402/fetch + @x402/evm). */
-export function paidExample(url) {
+/**
+ * A Node script paying one call with the official x402 v2 client (@x402/fetch + @x402/evm),
+ * allowed to pay this offer's asset up to its price and no more.
+ */
+export function paidExample(url, price) {
+  const allowed = { network: price.network, asset: price.asset, maxAmountPerPayment: price.amountAtomic };
   return [
     "// npm install @x402/fetch @x402/evm viem   (save as pay.mjs, run: PRIVATE_KEY=0x... node pay.mjs)",
     'import { wrapFetchWithPayment, x402Client } from "@x402/fetch";',
@@ -17,6 +21,7 @@ export function paidExample(url) {
     "",
     "const client = new x402Client();",
     "registerExactEvmScheme(client, { signer: privateKeyToAccount(process.env.PRIVATE_KEY) });",
+    `client.setSpendControls({ allowedAssets: [${JSON.stringify(allowed)}] });`,
     "const fetchWithPayment = wrapFetchWithPayment(fetch, client);",
     `const res = await fetchWithPayment(${JSON.stringify(url)});`,
     "console.log(res.status, await res.text());",
@@ -40,7 +45,7 @@ function price(offer) {
 
 function entryCard(entry, offer) {
   const url = `${location.origin}/t/${entry.tenant}/`;
-  const example = offer?.price ? paidExample(url) : freeExample(url);
+  const example = offer?.price ? paidExample(url, offer.price) : freeExample(url);
   const code = h("pre", { class: "example" }, h("code", {}, example));
   const copy = h(
     "button",

@@ -134,7 +134,7 @@ async function payouts(slug) {
   );
   let list = null;
   try {
-    const l = await api(`/ledger/${slug}/payouts`);
+    const l = await api(`/ledger/${slug}/payouts?limit=50`);
     const rows = (l.payouts ?? []).map((p) => [p.id, p.state, amount(p.amount), h("code", { class: "clip" }, p.destination), h("code", { class: "clip", title: p.txRef ?? "" }, p.txRef ?? ""), time(p.updatedAtMs)]);
     list = rows.length ? table(["payout", "state", "amount", "destination", "transaction", "updated (UTC)"], rows, { id: "payout-list" }) : state("empty", "No payout yet.");
   } catch (err) {
@@ -255,7 +255,17 @@ async function settings(slug, body) {
 }
 
 export async function renderTenant(main, slug, signal) {
-  const operator = session.who?.kind === "operator";
+  const who = session.who;
+  const operator = who?.kind === "operator";
+  if (!operator && !(who?.tenants ?? []).includes(slug)) {
+    // A creator's key covers its own tenants only; the API would refuse (403) anyway.
+    clear(main).append(
+      h("p", {}, h("a", { href: "#/tenants" }, "← your APIs")),
+      h("h1", {}, slug),
+      state("error", "Your key does not give access to this API: it is not one of yours."),
+    );
+    return;
+  }
   const head = h("div", { class: "row" }, h("h1", {}, slug));
   const parts = {
     earnings: h("div", {}),
