@@ -239,7 +239,8 @@ describe("the dashboard in Chromium", () => {
     assert.ok(stats.totals.challenged >= 4, "each paid call's first 402, and the unpaid one");
     assert.equal(await page.textContent("#calls [data-field=settled]"), String(stats.totals.settled));
     assert.equal(await page.textContent("#calls [data-field=challenged]"), String(stats.totals.challenged));
-    assert.equal(await page.textContent("#calls [data-field=payers]"), "2");
+    assert.equal(stats.payers, 3, "payers 0 and 1 here, payer 2 ran the example");
+    assert.equal(await page.textContent("#calls [data-field=payers]"), String(stats.payers));
     assert.match(await page.textContent("#calls [data-field=latency]"), /^\d+ \/ \d+ ms$/);
     assert.equal(await page.textContent("#top-routes tbody tr td code"), "/hello");
     // The ledger: every entry of the page, amounts as the journal has them.
@@ -311,9 +312,20 @@ describe("the dashboard in Chromium", () => {
     await page.context().close();
   });
 
-  test("no console errors in any of the views above", () => {
-    if (consoleErrors.length) console.log(consoleErrors.join("\n"));
-    assert.deepEqual(consoleErrors, []);
+  test("no console errors in any of the views above", async () => {
+    // A platform without the deployment and secrets routes (issue 11's deploy work not merged
+    // here yet) answers them 404 route_not_found; the page then says "not exposed yet", and
+    // Chromium logs each 404. Those, and only while the API itself lacks the route, are expected.
+    const absent = [];
+    for (const route of ["deployment", "secrets"]) {
+      const r = await api(`/tenants/alpha-api/${route}`);
+      if (r.status === 404 && r.json?.code === "route_not_found") absent.push(route);
+    }
+    if (absent.length) console.log(`# the platform has no ${absent.join(" or ")} route: their 404s are expected`);
+    const unexpected = consoleErrors.filter(
+      (e) => !absent.some((route) => new RegExp(`status of 404 .*/__platform/tenants/[a-z-]+/${route}$`).test(e)),
+    );
+    assert.deepEqual(unexpected, []);
   });
 
   test("a revoked key is told so, and asked to sign in again", async () => {
