@@ -20,7 +20,8 @@ export function dayChart(label, days, series) {
     width: 320,
     height: 200,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-    scales: { x: { time: true } },
+    // One day or many: the axis spans the days shown, plus half a day each side.
+    scales: { x: { time: true, range: (_u, min, max) => [min - 43200, max + 43200] } },
     axes: [{}, { size: 60 }],
     legend: { live: false },
     series: [
