@@ -8,7 +8,7 @@ export default {
     const url = new URL(request.url);
     switch (url.pathname) {
       case "/":
-        return Response.json({ api: "demo-fn", routes: ["/hello?name=", "/echo", "/status?code=", "/stream?chunks=", "/fetch?url="] });
+        return Response.json({ api: "demo-fn", path: url.pathname, routes: ["/hello?name=", "/echo", "/status?code=", "/stream?chunks=", "/fetch?url="] });
       case "/hello":
         return Response.json({ hello: url.searchParams.get("name") ?? "world" });
       case "/echo": {
