@@ -4,6 +4,7 @@
 //! | request | room |
 //! |---|---|
 //! | this deployment is the outbound Worker (`WORKER_ROLE=outbound`) | `crate::egress` |
+//! | `/__platform/dashboard/...` on any host | `crate::dashboard` (static files) |
 //! | `/__platform/...` on any host | `crate::platform` (one route table) |
 //! | `/t/{slug}/...` or `{slug}.{PLATFORM_DOMAIN}` | `crate::call` (limit, paywall, dispatch, usage) |
 //! | `/discovery/resources`, `/discovery/search` | `crate::discovery` (x402 Bazaar listing) |
@@ -47,6 +48,7 @@ async fn handle(req: Request, env: &Env, ctx: &Context) -> std::result::Result<R
         .or_else(|| url.host_str().map(str::to_owned));
     let platform_domain = bindings::var(env, PLATFORM_DOMAIN).unwrap_or_default();
     match resolve(host.as_deref().unwrap_or(""), url.path(), &platform_domain)? {
+        Target::Dashboard { rest } => crate::dashboard::edge::serve(&req, env, &rest).await,
         Target::Platform { rest } => {
             crate::platform::edge::handle(req, env, &rest, url.query()).await
         }

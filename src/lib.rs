@@ -12,6 +12,7 @@
 //! through [`mcp`], which hands each tool call to the same tenant call.
 //! [`egress`] is the same build deployed as the namespace's outbound Worker.
 
+pub mod dashboard;
 pub mod deploy;
 pub mod discovery;
 pub mod dispatch;

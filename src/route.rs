@@ -8,6 +8,9 @@ pub const PLATFORM_PREFIX: &str = "/__platform";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// The web dashboard under `/__platform/dashboard`; `rest` is the path after it (empty
+    /// or starting with `/`).
+    Dashboard { rest: String },
     /// `/__platform/...`; `rest` is the path after the prefix, starting with `/`.
     Platform { rest: String },
     /// A tenant; `rest` is the path the tenant sees, starting with `/`, still encoded.
@@ -25,6 +28,11 @@ pub enum Target {
 /// `{slug}.{platform_domain}` selects a tenant by host; otherwise `/t/{slug}/...` does. The
 /// platform API lives under `/__platform` on every host, so no tenant can shadow it.
 pub fn resolve(host: &str, path: &str, platform_domain: &str) -> Result<Target, Problem> {
+    if let Some(rest) = path.strip_prefix(crate::dashboard::PREFIX) {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Ok(Target::Dashboard { rest: rest.into() });
+        }
+    }
     if path == PLATFORM_PREFIX || path.starts_with("/__platform/") {
         let rest = &path[PLATFORM_PREFIX.len()..];
         return Ok(Target::Platform {
@@ -124,6 +132,25 @@ mod tests {
             "route_not_found"
         );
         assert_eq!(resolve("localhost", "/nope", D).unwrap_err().status, 404);
+        // The dashboard, on any host (a tenant's host too: no tenant can shadow it).
+        for host in ["localhost", "acme.402claw.dev"] {
+            assert_eq!(
+                resolve(host, "/__platform/dashboard/app.js", D),
+                Ok(Target::Dashboard {
+                    rest: "/app.js".into()
+                })
+            );
+            assert_eq!(
+                resolve(host, "/__platform/dashboard", D),
+                Ok(Target::Dashboard { rest: "".into() })
+            );
+        }
+        assert_eq!(
+            resolve("localhost", "/__platform/dashboardx", D),
+            Ok(Target::Platform {
+                rest: "/dashboardx".into()
+            })
+        );
     }
 
     /// Discovery and MCP on the platform host; on a tenant's host those paths are the tenant's.

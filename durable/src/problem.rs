@@ -65,6 +65,7 @@ codes! {
     BodyTooLarge = ("body_too_large", 413, "Request body too large"),
     CostExceedsCapacity = ("cost_exceeds_capacity", 400, "Request cost exceeds the policy's capacity"),
     CounterOverflow = ("counter_overflow", 500, "Counter overflow"),
+    DashboardUnavailable = ("dashboard_unavailable", 503, "Dashboard not deployed"),
     DeploymentInvalid = ("deployment_invalid", 400, "Deployment upload is invalid"),
     DeploymentNotFound = ("deployment_not_found", 404, "No deployment"),
     DeploymentNotSupported = ("deployment_not_supported", 409, "This tenant cannot be deployed through the API"),

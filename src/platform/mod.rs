@@ -86,6 +86,8 @@ pub enum TenantRoute {
     Delete(String),
     Suspend(String),
     Resume(String),
+    /// The tenant's public offer (the marketplace).
+    Offer(String),
 }
 
 /// The ledger room: the payout job's journal and payouts, the operators' earnings.
@@ -127,10 +129,22 @@ pub enum LedgerRoute {
 pub enum UsageRoute {
     Events,
     Trending,
-    Series { slug: String },
-    Rollup { slug: String },
-    GetRetention { slug: String },
-    PutRetention { slug: String },
+    Series {
+        slug: String,
+    },
+    /// Calls per day by stage, payers, latency, top routes (the dashboard).
+    Stats {
+        slug: String,
+    },
+    Rollup {
+        slug: String,
+    },
+    GetRetention {
+        slug: String,
+    },
+    PutRetention {
+        slug: String,
+    },
 }
 
 /// Creator keys (the registry room).
@@ -298,6 +312,10 @@ pub const ROUTES: &[Row] = &[
         Admin + Creator,
         |p| secret(p, |slug, name| DeployRoute::DeleteSecret { slug, name })
     ),
+    // The marketplace: a tenant's public offer.
+    row!("GET", [Lit("market"), Slug], Public, |p| Route::Tenants(
+        TenantRoute::Offer(p.next())
+    )),
     // Ledger: the payout job.
     row!(
         "GET",
@@ -361,6 +379,12 @@ pub const ROUTES: &[Row] = &[
     row!("GET", [Lit("usage"), Slug], Analytics + Creator, |p| {
         Route::Usage(UsageRoute::Series { slug: p.next() })
     }),
+    row!(
+        "GET",
+        [Lit("usage"), Slug, Lit("stats")],
+        Analytics + Creator,
+        |p| { Route::Usage(UsageRoute::Stats { slug: p.next() }) }
+    ),
     row!(
         "POST",
         [Lit("usage"), Slug, Lit("rollup")],
@@ -493,7 +517,8 @@ impl TenantRoute {
             | TenantRoute::Put(s)
             | TenantRoute::Delete(s)
             | TenantRoute::Suspend(s)
-            | TenantRoute::Resume(s) => Some(s),
+            | TenantRoute::Resume(s)
+            | TenantRoute::Offer(s) => Some(s),
         }
     }
 }
@@ -519,6 +544,7 @@ impl UsageRoute {
         match self {
             UsageRoute::Events | UsageRoute::Trending => None,
             UsageRoute::Series { slug }
+            | UsageRoute::Stats { slug }
             | UsageRoute::Rollup { slug }
             | UsageRoute::GetRetention { slug }
             | UsageRoute::PutRetention { slug } => Some(slug),

@@ -128,6 +128,15 @@ fn usage_routes_and_their_tokens() {
     );
     assert_eq!(found("GET", "/usage/acme").1, Access::Analytics);
     assert_eq!(found("POST", "/usage/acme/rollup").1, Access::Analytics);
+    assert_eq!(
+        found("GET", "/usage/acme/stats"),
+        (
+            Route::Usage(UsageRoute::Stats {
+                slug: "acme".into()
+            }),
+            Access::Analytics
+        )
+    );
     assert_eq!(found("GET", "/usage/acme/retention").1, Access::Analytics);
     // Changing a setting is an admin's act; reading it is analytics.
     assert_eq!(found("PUT", "/usage/acme/retention").1, Access::Admin);
@@ -183,14 +192,27 @@ fn unknown_and_odd_paths_are_404() {
 }
 
 #[test]
-fn only_the_public_ranking_is_open() {
+fn only_the_public_ranking_and_offers_are_open() {
+    let market: &[Seg] = &[Lit("market"), Seg::Slug];
     for row in ROUTES {
         let open = row.access == Access::Public;
         assert_eq!(open, row.access.token_names().is_empty());
         if open {
-            assert_eq!((row.method, row.pattern), ("GET", &[Lit("trending")][..]));
+            assert_eq!(row.method, "GET");
+            assert!(
+                row.pattern == [Lit("trending")] || row.pattern == market,
+                "{:?}",
+                row.pattern
+            );
         }
     }
+    assert_eq!(
+        found("GET", "/market/acme"),
+        (
+            Route::Tenants(TenantRoute::Offer("acme".into())),
+            Access::Public
+        )
+    );
 }
 
 proptest::proptest! {
@@ -280,7 +302,8 @@ fn shape(row: &Row) -> String {
 
 /// The rows a creator key may use are exactly the contract's list (issue 11): its tenants'
 /// config, journal, earnings, payouts (read), usage series and events feed, the tenant list
-/// (filtered), `whoami`, and every deployment and secrets route of a tenant. Everything else
+/// (filtered), `whoami`, and every deployment and secrets route of a tenant; and the
+/// dashboard's call statistics of its tenants (`/usage/{slug}/stats`). Everything else
 /// (suspend, resume, keys, payout writes, reconcile, rollups, retention, all-tenant
 /// earnings) is for operators.
 #[test]
@@ -308,6 +331,7 @@ fn the_creator_rows_are_the_contracts_list() {
         "GET /ledger/{slug}/payouts/{id}",
         "GET /earnings/{slug}",
         "GET /usage/{slug}",
+        "GET /usage/{slug}/stats",
         "GET /events",
         "GET /whoami",
     ];

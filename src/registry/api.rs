@@ -23,6 +23,12 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
         Caller::Operator | Caller::Open => None,
     };
     let (mut req, env, query) = call.into_parts();
+    if let TenantRoute::Offer(slug) = &route {
+        let record = registry::existing(env, slug).await?;
+        let mut resp = respond::json(200, &super::offer::offer(&record))?;
+        let _ = resp.headers_mut().set("cache-control", "public, max-age=5");
+        return Ok(resp);
+    }
     if let (TenantRoute::List, Some(grant)) = (&route, &creator) {
         return scope_list(env, grant).await;
     }
@@ -33,6 +39,7 @@ pub async fn handle(call: PlatformCall<'_>, route: TenantRoute) -> Result<Respon
         TenantRoute::Delete(s) => (Method::Delete, format!("/tenants/{s}"), Some(s)),
         TenantRoute::Suspend(s) => (Method::Post, format!("/tenants/{s}/suspend"), Some(s)),
         TenantRoute::Resume(s) => (Method::Post, format!("/tenants/{s}/resume"), Some(s)),
+        TenantRoute::Offer(_) => return Err(Problem::internal("offers are answered above")),
     };
     let body = match &route {
         TenantRoute::Put(slug) => {

@@ -7,6 +7,7 @@ use claw_durable::problem::{Code, Problem};
 use claw_durable::tenant::{deployed_script_name as script_name, Plan, TenantConfig};
 
 pub mod cache;
+pub mod offer;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;

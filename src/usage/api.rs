@@ -5,6 +5,7 @@
 //! | `GET /__platform/events?tenant=&stage=&since=&limit=` | analytics (none if `PLATFORM_EVENTS_PUBLIC=true`) | one tenant's events, in ingest order, paginated by `nextCursor` |
 //! | `GET /__platform/trending?window=&limit=` | public | the ranking of tenants over a window |
 //! | `GET /__platform/usage/{slug}?window=` | analytics | the tenant's series: calls, payers, revenue per bucket |
+//! | `GET /__platform/usage/{slug}/stats?days=` | analytics | calls per UTC day by stage, distinct payers and callers, latency percentiles, top routes (1..=31 days, default 7) |
 //! | `POST /__platform/usage/{slug}/rollup` | analytics | roll the tenant's counts up to the ranking now (tests, operations) |
 //! | `GET /__platform/usage/{slug}/retention` | analytics | the tenant's event retention |
 //! | `PUT /__platform/usage/{slug}/retention` `{retentionMs}` | admin | change it (8 to 400 days) |
@@ -31,7 +32,7 @@ use crate::platform::edge::PlatformCall;
 use crate::platform::UsageRoute;
 use crate::registry::cache::{ConfigCache, Lookup};
 use crate::registry::edge as registry;
-use crate::usage::query::{cut_top, FeedQuery, WindowQuery};
+use crate::usage::query::{cut_top, FeedQuery, StatsQuery, WindowQuery};
 
 /// A retention change is `{"retentionMs": n}`.
 const MAX_RETENTION_BODY: usize = 1_024;
@@ -66,6 +67,13 @@ pub async fn handle(call: PlatformCall<'_>, route: UsageRoute) -> Result<Respons
             let q = WindowQuery::parse(query)?;
             let path = format!("/series?tenant={slug}&window={}", q.window.as_str());
             Ok(relay(trending_object(env, &path).await?).await)
+        }
+        UsageRoute::Stats { slug } => {
+            let days = StatsQuery::parse(query)?.days;
+            registry::existing(env, &slug).await?;
+            let path = format!("/stats?days={days}");
+            let answer = events_object(env, &slug, Method::Get, &path, None).await?;
+            Ok(relay(answer).await)
         }
         UsageRoute::Rollup { slug } => {
             registry::existing(env, &slug).await?;

@@ -2,7 +2,7 @@
 //! `limit`) and the ranking's and series' (`window`, `limit`), and the ranking cut to a
 //! caller's `limit`.
 
-use claw_durable::events::{Stage, DEFAULT_PAGE, MAX_PAGE};
+use claw_durable::events::{Stage, DEFAULT_PAGE, MAX_PAGE, MAX_STATS_DAYS};
 use claw_durable::problem::Problem;
 use claw_durable::store::MAX_SAFE_INTEGER;
 use claw_durable::tenant::validate_slug;
@@ -93,6 +93,26 @@ impl WindowQuery {
     }
 }
 
+/// `days` (default 7, 1..=[`MAX_STATS_DAYS`]) of `GET /__platform/usage/{slug}/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsQuery {
+    pub days: u32,
+}
+
+impl StatsQuery {
+    pub fn parse(query: Option<&str>) -> Result<StatsQuery, Problem> {
+        let q = Query::parse(query);
+        let days = q.int(
+            "days",
+            1..=MAX_STATS_DAYS,
+            &format!("must be 1 to {MAX_STATS_DAYS}"),
+        )?;
+        Ok(StatsQuery {
+            days: days.unwrap_or(7),
+        })
+    }
+}
+
 /// The trending object's `GET /top` answer `{window, nowMs, entries}` cut to `limit`
 /// entries (the dispatcher fetches the top [`MAX_TOP`] once per window and serves every
 /// `limit` from it).
@@ -107,6 +127,19 @@ pub fn cut_top(answer: &serde_json::Value, limit: u32) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_queries() {
+        assert_eq!(StatsQuery::parse(None).unwrap().days, 7);
+        assert_eq!(StatsQuery::parse(Some("days=31")).unwrap().days, 31);
+        for bad in ["days=0", "days=32", "days=x", "days=-1"] {
+            assert_eq!(
+                StatsQuery::parse(Some(bad)).unwrap_err().field.as_deref(),
+                Some("days"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn feed_queries() {

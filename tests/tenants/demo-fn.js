@@ -1,5 +1,5 @@
 // Sample "function" tenant: a creator's own Worker, deployed into the dispatch namespace.
-// /hello answers a greeting; /echo shows what the tenant received (method, path, query,
+// / lists its routes; /hello answers a greeting; /echo shows what the tenant received (method, path, query,
 // headers, body, and the custom limits the dispatcher asked the namespace for); /fetch
 // fetches each `url` query parameter in turn and reports what came back (its fetches go
 // through the platform's outbound Worker, which applies the tenant's allowedHosts).
@@ -7,6 +7,8 @@ export default {
   async fetch(request) {
     const url = new URL(request.url);
     switch (url.pathname) {
+      case "/":
+        return Response.json({ api: "demo-fn", path: url.pathname, routes: ["/hello?name=", "/echo", "/status?code=", "/stream?chunks=", "/fetch?url="] });
       case "/hello":
         return Response.json({ hello: url.searchParams.get("name") ?? "world" });
       case "/echo": {

@@ -41,7 +41,7 @@ pub const MAX_SETTLEMENT_RESULT_LEN: usize = 128;
 pub const MAX_ERROR_CODE_LEN: usize = 64;
 pub const MAX_WORKER_NAME_LEN: usize = 63;
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 pub const DEFAULT_RETENTION_MS: i64 = 30 * DAY_MS;
 /// Longer than the 7d trending window plus a bucket, so de-duplication covers trending.
 pub const MIN_RETENTION_MS: i64 = 8 * DAY_MS;
@@ -56,6 +56,7 @@ pub const EXPIRE_BATCH: u32 = 16;
 
 mod error;
 mod event;
+mod stats;
 mod store;
 mod wire;
 
@@ -64,6 +65,7 @@ pub(crate) mod fixtures;
 
 pub use error::EventsError;
 pub use event::{classify, hash_caller, hash_payer, EventInvalid, Stage, UsageEvent};
+pub use stats::{stats, DayStages, Latency, RouteCount, StageCounts, UsageStats, MAX_STATS_DAYS};
 pub use store::{earliest, EventStore, SCHEMA};
 pub use wire::{
     AppendReport, AppendResult, EventPage, EventQuery, EventsConfig, Outcome, StoredEvent,

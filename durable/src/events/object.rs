@@ -4,6 +4,7 @@
 //! Internal routes:
 //! - `POST /events`: a JSON array of events (at most 500, 1 MiB) -> 200 [`super::AppendReport`].
 //! - `GET /events?stage=&since=&limit=`: -> 200 [`super::EventPage`].
+//! - `GET /stats?days=`: -> 200 [`super::UsageStats`] over the last `days` (1..=31) UTC days.
 //! - `GET /config`, `PUT /config` `{retentionMs}`: the retention in force.
 //! - `GET /rollup`: the trending rollup this object would send now (read-only, for operators).
 //! - `POST /rollup`: build and send that rollup to the `Trending` object now, without
@@ -22,8 +23,8 @@ use worker::{
 };
 
 use super::{
-    earliest, EventQuery, EventStore, EventsConfig, UsageEvent, DEFAULT_PAGE, EXPIRE_BATCH,
-    MAX_BATCH_BYTES, MAX_PAGE, SWEEP_BATCH,
+    earliest, stats, EventQuery, EventStore, EventsConfig, UsageEvent, DEFAULT_PAGE, EXPIRE_BATCH,
+    MAX_BATCH_BYTES, MAX_PAGE, MAX_STATS_DAYS, SWEEP_BATCH,
 };
 use crate::http::{at_ms, invalid_query, json, now_ms, problem, reply, to_value, Call};
 use crate::problem::{Code, Problem};
@@ -326,6 +327,21 @@ fn handle(sql: &mut DoSql, call: &Call, now: i64) -> std::result::Result<Handled
         (Method::Get, "/events") => {
             let q = parse_query(call.url.query_pairs())?;
             Ok(done(200, to_value(&EventStore::open(sql)?.query(&q)?)))
+        }
+        (Method::Get, "/stats") => {
+            let days = call
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "days")
+                .map(|(_, v)| {
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|d| (1..=MAX_STATS_DAYS).contains(d))
+                })
+                .unwrap_or(Some(7))
+                .ok_or_else(|| invalid_query("days", format!("must be 1 to {MAX_STATS_DAYS}")))?;
+            EventStore::open(sql)?;
+            Ok(done(200, to_value(&stats(sql, now, days)?)))
         }
         (Method::Get, "/config") => Ok(done(200, to_value(&EventStore::open(sql)?.config()?))),
         (Method::Put, "/config") => {
