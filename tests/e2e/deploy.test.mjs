@@ -30,12 +30,12 @@ const fnSource = (tag) =>
 
 const fnUpload = (tag) => upload("index.js", [["index.js", JS, fnSource(tag)]]);
 
-function api(base) {
-  const a = admin(base);
+function api(base, token = "local-dev-admin-token") {
+  const a = admin(base, token);
   const call = async (method, p, body) => {
     const res = await fetch(`${base}/__platform${p}`, {
       method,
-      headers: { authorization: "Bearer local-dev-admin-token" },
+      headers: { authorization: `Bearer ${token}` },
       body,
     });
     const text = await res.text();
@@ -277,6 +277,71 @@ describe("a deployed paid function", () => {
     assert.equal(decodePaymentResponseHeader(res.headers.get("PAYMENT-RESPONSE")).success, true);
     const earnings = await getJson(`${p.url}/__platform/ledger/fn-paid/earnings`, { headers: { authorization: "Bearer deploy-payout" } });
     assert.equal(earnings.json.settledCount, 1);
+  });
+});
+
+describe("a creator's key deploys its own paid function", () => {
+  let p;
+  before(async () => {
+    p = await startPlatform({ vars: { ALLOW_LOCAL_X402_VERIFICATION: "true" } });
+  });
+  after(() => p?.dispose());
+
+  test("it answers and is paid; another creator's key can neither read nor change it; revoked, refused at once", async () => {
+    const op = api(p.url);
+    const issue = async (tenants) => {
+      const r = await op.raw("POST", "/keys", { tenants, label: "deploy e2e", expiresAt: null });
+      assert.equal(r.status, 201, r.text);
+      return r.json.key;
+    };
+    const a = api(p.url, await issue(["cr-a-fn"]));
+    const b = api(p.url, await issue(["cr-b-fn"]));
+    // The creator creates its tenant (a new tenant starts on the free plan) and deploys.
+    const { workerName, ...config } = pricedTenant({ plan: "free" });
+    assert.equal(workerName, "demo-fn");
+    const created = await a.put("cr-a-fn", config);
+    assert.equal(created.status, 201, created.text);
+    const deployed = await a.deploy("cr-a-fn", fnUpload("creator-a"));
+    assert.equal(deployed.status, 201, deployed.text);
+    assert.equal(deployed.json.version, 1);
+
+    // Another creator's key: 403 on every deployment and secrets route of it, nothing changed.
+    for (const [what, res] of [
+      ["read the deployment", await b.deployment("cr-a-fn")],
+      ["deploy", await b.deploy("cr-a-fn", fnUpload("creator-b"))],
+      ["roll back", await b.rollback("cr-a-fn")],
+      ["list secrets", await b.secrets("cr-a-fn")],
+      ["set a secret", await b.setSecret("cr-a-fn", "API_KEY", "stolen")],
+      ["delete a secret", await b.delSecret("cr-a-fn", "API_KEY")],
+      ["reconfigure", await b.put("cr-a-fn", config)],
+    ]) {
+      assertProblem(assert, res, 403, "forbidden");
+      assert.ok(!res.text.includes("creator-a"), what);
+    }
+    const live = await a.deployment("cr-a-fn");
+    assert.equal(live.status, 200, live.text);
+    assert.equal(live.json.live.version, 1);
+    assert.equal(live.json.history.length, 1);
+
+    // Paid with the official client: the creator's code answers, the creator's ledger has it.
+    assert.equal((await fetch(`${p.url}/t/cr-a-fn/q`)).status, 402);
+    const client = new x402Client();
+    registerExactEvmScheme(client, { signer: payer });
+    const res = await wrapFetchWithPayment(fetch, client)(`${p.url}/t/cr-a-fn/q`);
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal((await res.json()).tag, "creator-a");
+    const earnings = await a.raw("GET", "/ledger/cr-a-fn/earnings");
+    assert.equal(earnings.status, 200, earnings.text);
+    assert.equal(earnings.json.settledCount, 1);
+    assertProblem(assert, await b.raw("GET", "/ledger/cr-a-fn/earnings"), 403, "forbidden");
+
+    // Revoked: the very next request is refused, and the tenant keeps serving.
+    const keys = await op.raw("GET", "/keys");
+    const id = keys.json.keys.find((k) => k.tenants.includes("cr-a-fn")).id;
+    assert.equal((await op.raw("DELETE", `/keys/${id}`)).status, 200);
+    assertProblem(assert, await a.deployment("cr-a-fn"), 401, "unauthorized");
+    assertProblem(assert, await a.deploy("cr-a-fn", fnUpload("after-revoke")), 401, "unauthorized");
+    assert.equal((await op.deployment("cr-a-fn")).json.live.version, 1);
   });
 });
 

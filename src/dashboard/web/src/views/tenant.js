@@ -249,8 +249,18 @@ async function settings(slug, body) {
       );
     }
   };
-  loadDeployment();
-  loadSecrets();
+  // Only a function or dataset tenant without a named script of its own is deployed through
+  // the API (a named script, or a proxy, answers 409 deployment_not_supported): say so.
+  if (c.workerName || c.resourceType === "proxy") {
+    const why = c.workerName
+      ? `This tenant runs the script ${c.workerName}, installed by the operator: it is not deployed through the API.`
+      : "A proxy tenant is served by the platform itself: there is no script to deploy.";
+    clear(deployment).append(state("empty", why));
+    clear(secrets).append(state("empty", "Secrets belong to a deployed script."));
+  } else {
+    loadDeployment();
+    loadSecrets();
+  }
   return [config, h("h3", {}, "Deployment"), deployment, h("h3", {}, "Secrets"), secrets];
 }
 
