@@ -553,9 +553,11 @@ describe("durability", () => {
     await p.dispose();
     p = await platform();
     assert.deepEqual(await allEvents("ev-durable"), before);
-    assert.deepEqual(
-      (await top()).map((e) => [e.tenant, e.calls]),
-      ranking.map((e) => [e.tenant, e.calls]),
-    );
+    // The ranking kept every count it had. Other tenants' counts may only have grown: earlier
+    // tests' settled events reach their events objects through the ledger's alarm, which may
+    // run (and roll up) after the restart.
+    const after = await top();
+    assert.deepEqual([ranked(after, "ev-durable").calls, ranked(after, "ev-durable").payers], [2, 2]);
+    for (const e of ranking) assert.ok(ranked(after, e.tenant).calls >= e.calls, `${e.tenant}: ${e.calls} calls before the restart`);
   });
 });
