@@ -33,6 +33,17 @@ const MAX_SECRET_BODY_BYTES: usize = 16 * 1024;
 pub async fn handle(call: PlatformCall<'_>, route: DeployRoute) -> Result<Response, Problem> {
     let (mut req, env, _query) = call.into_parts();
     let slug = route.slug().to_owned();
+    // An upload is read (bounded) before anything can refuse it: an answer sent over a body
+    // still arriving can close the connection under the client, which then sees a network
+    // error instead of the problem (an unknown tenant, a tenant that is not deployable).
+    let upload = match route {
+        DeployRoute::Put { .. } => {
+            let content_type = req.headers().get("content-type").ok().flatten();
+            let body = read_bounded(&mut req, MAX_UPLOAD_BYTES, "a deployment upload").await?;
+            Some((content_type, body))
+        }
+        _ => None,
+    };
     let record = registry::existing(env, &slug).await?;
     let script = deployable(&record)?;
     let history = History::of(env, &slug);
@@ -40,8 +51,7 @@ pub async fn handle(call: PlatformCall<'_>, route: DeployRoute) -> Result<Respon
         DeployRoute::Get { .. } => respond::json(200, &history.state().await?),
         DeployRoute::Put { .. } => {
             let cf = cloudflare(env)?;
-            let content_type = req.headers().get("content-type").ok().flatten();
-            let body = read_bounded(&mut req, MAX_UPLOAD_BYTES, "a deployment upload").await?;
+            let (content_type, body) = upload.unwrap_or_default();
             deploy(
                 &cf,
                 &history,
