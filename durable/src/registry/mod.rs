@@ -196,24 +196,7 @@ impl<'s, S: SqlStore> Registry<'s, S> {
 
     /// Tenants in slug order, strictly after `after`, at most `limit` (clamped to 1..=100).
     pub fn list(&mut self, after: Option<&str>, limit: u32) -> Result<TenantPage, RegistryError> {
-        let limit = limit.clamp(1, MAX_PAGE);
-        let sql = format!("SELECT {COLUMNS} FROM tenants WHERE slug > ? ORDER BY slug LIMIT ?");
-        // One extra row tells whether another page exists.
-        let rows = self.store.exec(
-            &sql,
-            &[after.unwrap_or("").into(), SqlValue::from(limit + 1)],
-        )?;
-        let mut tenants = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if tenants.len() > limit as usize {
-            tenants.truncate(limit as usize);
-            tenants.last().map(|t| t.config.slug.clone())
-        } else {
-            None
-        };
-        Ok(TenantPage {
-            tenants,
-            next_cursor,
-        })
+        self.page("", after, limit.clamp(1, MAX_PAGE))
     }
 
     /// Active tenants with a price, in slug order, strictly after `after`, at most `limit`
@@ -224,11 +207,24 @@ impl<'s, S: SqlStore> Registry<'s, S> {
         after: Option<&str>,
         limit: u32,
     ) -> Result<TenantPage, RegistryError> {
-        let limit = limit.clamp(1, MAX_LISTING_PAGE);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tenants WHERE slug > ? AND status = 'active'
-             AND json_extract(config, '$.price') IS NOT NULL ORDER BY slug LIMIT ?"
-        );
+        self.page(
+            "AND status = 'active' AND json_extract(config, '$.price') IS NOT NULL",
+            after,
+            limit.clamp(1, MAX_LISTING_PAGE),
+        )
+    }
+
+    /// One page of tenants in slug order after `after` that match `filter` (a fixed SQL
+    /// condition, never input), with the cursor of the next page if there is one.
+    fn page(
+        &mut self,
+        filter: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<TenantPage, RegistryError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM tenants WHERE slug > ? {filter} ORDER BY slug LIMIT ?");
+        // One extra row tells whether another page exists.
         let rows = self.store.exec(
             &sql,
             &[after.unwrap_or("").into(), SqlValue::from(limit + 1)],
