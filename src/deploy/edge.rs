@@ -15,7 +15,7 @@ use super::cloudflare::{
 };
 use super::Bundle;
 use crate::bindings::{self, REGISTRY};
-use crate::http::capped::read_capped;
+use crate::http::body::read_response;
 use crate::http::deadline::{within, TimedOut};
 
 /// A call to Cloudflare's API gets this long (an upload is compiled there).
@@ -69,17 +69,14 @@ impl Cloudflare {
             init.with_headers(headers);
             let req = Request::new_with_init(url, &init)
                 .map_err(|_| ApiFailure::Broken("the request could not be built".into()))?;
-            let mut resp = Fetch::Request(req)
+            let resp = Fetch::Request(req)
                 .send_with_signal(&signal)
                 .await
                 .map_err(|e| ApiFailure::Broken(format!("unreachable: {e}")))?;
             let status = resp.status_code();
-            let bytes = match resp.stream() {
-                Ok(s) => read_capped(s, MAX_API_ANSWER_BYTES)
-                    .await
-                    .map_err(|_| ApiFailure::Broken("unreadable answer".into()))?,
-                Err(_) => Vec::new(),
-            };
+            let bytes = read_response(&resp, MAX_API_ANSWER_BYTES)
+                .await
+                .map_err(|_| ApiFailure::Broken("unreadable answer".into()))?;
             read_answer(status, &bytes)
         };
         let out = within(API_TIMEOUT_MS, exchange)

@@ -168,12 +168,12 @@ async fn signals(env: &Env) -> HashMap<String, Signal> {
 async fn read_signals(env: &Env) -> worker::Result<Signals> {
     let stub = env.durable_object(TRENDING)?.get_by_name(TRENDING_OBJECT)?;
     let req = Request::new("https://trending.internal/signals", Method::Get)?;
-    let mut resp = stub.fetch_with_request(req).await?;
+    let resp = stub.fetch_with_request(req).await?;
     if resp.status_code() != 200 {
         return Err(worker::Error::RustError(format!(
             "status {}",
             resp.status_code()
         )));
     }
-    resp.json().await
+    claw_durable::http::body_json(&resp).await
 }

@@ -5,7 +5,8 @@
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
 
 use super::{FacilitatorFailure, MAX_FACILITATOR_RESPONSE_BYTES};
-use crate::http::capped::{read_capped, whole_read_fits, ReadError};
+use crate::http::body::read_response;
+use crate::http::capped::ReadError;
 use crate::http::deadline::{within, TimedOut};
 use crate::x402::X402Error;
 
@@ -34,7 +35,7 @@ pub async fn post(
             worker::console_error!("facilitator request could not be built: {e}");
             FacilitatorFailure::Unreachable
         })?;
-        let mut resp = Fetch::Request(req)
+        let resp = Fetch::Request(req)
             .send_with_signal(&signal)
             .await
             .map_err(|e| {
@@ -42,20 +43,7 @@ pub async fn post(
                 FacilitatorFailure::Unreachable
             })?;
         let status = resp.status_code();
-        // A declared length within the bound (HTTP framing holds the body to it): read in
-        // one piece, without a reader loop's crossings per chunk.
-        let declared = resp.headers().get("content-length").ok().flatten();
-        if whole_read_fits(declared.as_deref(), MAX_FACILITATOR_RESPONSE_BYTES) {
-            return resp
-                .bytes()
-                .await
-                .map(|bytes| (status, bytes))
-                .map_err(|_| FacilitatorFailure::Unreachable);
-        }
-        let Ok(stream) = resp.stream() else {
-            return Ok((status, Vec::new()));
-        };
-        match read_capped(stream, MAX_FACILITATOR_RESPONSE_BYTES).await {
+        match read_response(&resp, MAX_FACILITATOR_RESPONSE_BYTES).await {
             Ok(bytes) => Ok((status, bytes)),
             Err(ReadError::Broken) => Err(FacilitatorFailure::Unreachable),
             Err(ReadError::TooLarge) => Err(FacilitatorFailure::BadResponse(

@@ -1,8 +1,7 @@
-//! Reading any byte stream with a hard size bound: a platform route's body, a facilitator's
-//! answer, a paid call's tenant answer, a proxy upstream's body. Pure (any `Stream`), so it
-//! is tested natively.
-
-use futures::{Stream, StreamExt};
+//! Reading a body with a hard size bound: a platform route's body, a facilitator's answer,
+//! a paid call's tenant answer, a proxy upstream's body, Cloudflare's API answers. The rule
+//! is pure ([`CappedBody`], tested natively); `super::body::read_capped` feeds it a body
+//! stream's chunks in the Worker build.
 
 /// Why a capped read stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,21 +12,42 @@ pub enum ReadError {
     Broken,
 }
 
-/// Reads `stream` to its end, refusing at the first chunk that would take it past
-/// `limit` bytes, so a body without a declared length cannot grow past the bound.
-pub async fn read_capped<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ReadError>
-where
-    S: Stream<Item = Result<Vec<u8>, E>> + Unpin,
-{
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ReadError::Broken)?;
-        if body.len() + chunk.len() > limit {
-            return Err(ReadError::TooLarge);
+/// A body being read chunk by chunk, refused at the first chunk that would take it past
+/// its limit, so a body without a declared length cannot grow past the bound.
+#[derive(Debug)]
+pub struct CappedBody {
+    body: Vec<u8>,
+    limit: usize,
+}
+
+impl CappedBody {
+    pub fn new(limit: usize) -> Self {
+        CappedBody {
+            body: Vec::new(),
+            limit,
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
+
+    /// Room for a chunk of `len` bytes, or [`ReadError::TooLarge`]: the slice to fill.
+    pub fn extend(&mut self, len: usize) -> Result<&mut [u8], ReadError> {
+        let start = self.body.len();
+        let end = start
+            .checked_add(len)
+            .filter(|&end| end <= self.limit)
+            .ok_or(ReadError::TooLarge)?;
+        self.body.resize(end, 0);
+        Ok(&mut self.body[start..])
+    }
+
+    /// Appends `chunk` within the limit.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
+        self.extend(chunk.len())?.copy_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.body
+    }
 }
 
 /// Whether a body whose declared `content-length` is `declared` can be read whole, in one
@@ -42,11 +62,13 @@ pub fn whole_read_fits(declared: Option<&str>, limit: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::executor::block_on;
-    use futures::stream;
 
-    fn chunks(parts: &[&[u8]]) -> impl Stream<Item = Result<Vec<u8>, ()>> + Unpin {
-        stream::iter(parts.iter().map(|p| Ok(p.to_vec())).collect::<Vec<_>>())
+    fn read(parts: &[&[u8]], limit: usize) -> Result<Vec<u8>, ReadError> {
+        let mut body = CappedBody::new(limit);
+        for p in parts {
+            body.push(p)?;
+        }
+        Ok(body.finish())
     }
 
     #[test]
@@ -62,23 +84,23 @@ mod tests {
     #[test]
     fn reads_up_to_the_cap_and_refuses_past_it() {
         assert_eq!(
-            block_on(read_capped(chunks(&[b"12345", b"", b"67890"]), 10)),
+            read(&[b"12345", b"", b"67890"], 10),
             Ok(b"1234567890".to_vec())
         );
         assert_eq!(
-            block_on(read_capped(chunks(&[b"12345", b"67890", b"1"]), 10)),
+            read(&[b"12345", b"67890", b"1"], 10),
             Err(ReadError::TooLarge)
         );
-        assert_eq!(
-            block_on(read_capped(chunks(&[b"12345678901"]), 10)),
-            Err(ReadError::TooLarge)
-        );
-        assert_eq!(block_on(read_capped(chunks(&[]), 0)), Ok(Vec::new()));
+        assert_eq!(read(&[b"12345678901"], 10), Err(ReadError::TooLarge));
+        assert_eq!(read(&[], 0), Ok(Vec::new()));
     }
 
     #[test]
-    fn a_broken_stream_is_an_error() {
-        let s = stream::iter(vec![Ok(b"ab".to_vec()), Err(())]);
-        assert_eq!(block_on(read_capped(s, 10)), Err(ReadError::Broken));
+    fn a_refused_chunk_keeps_nothing_of_itself() {
+        let mut body = CappedBody::new(4);
+        body.push(b"ab").unwrap();
+        assert_eq!(body.push(b"cde"), Err(ReadError::TooLarge));
+        assert_eq!(body.extend(usize::MAX).err(), Some(ReadError::TooLarge));
+        assert_eq!(body.finish(), b"ab".to_vec());
     }
 }

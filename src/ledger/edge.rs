@@ -47,10 +47,9 @@ pub async fn call(
         body,
     )
     .map_err(|e| Unreachable(format!("ledger request: {e}")))?;
-    let mut resp = send(env, slug, req).await?;
+    let resp = send(env, slug, req).await?;
     let status = resp.status_code();
-    let body: Value = resp
-        .json()
+    let body: Value = claw_durable::http::body_json(&resp)
         .await
         .map_err(|e| Unreachable(format!("ledger answer {status}: {e}")))?;
     Ok(LedgerAnswer { status, body })
@@ -113,11 +112,10 @@ pub async fn call_raw(
         ));
     let req = worker::Request::new_with_init(&format!("https://ledger.internal{path}"), &init)
         .map_err(|e| Unreachable(format!("ledger request: {e}")))?;
-    let mut resp = send(env, slug, req).await?;
+    let resp = send(env, slug, req).await?;
     let status = resp.status_code();
     let meta = resp.headers().get(ANSWER_META_HEADER).ok().flatten();
-    let body = resp
-        .bytes()
+    let body = claw_durable::http::body_bytes(&resp)
         .await
         .map_err(|e| Unreachable(format!("ledger answer {status}: {e}")))?;
     Ok(RawAnswer { status, meta, body })

@@ -176,20 +176,22 @@ async fn fetch_decision(env: &Env, check: &Check) -> Result<Decision, String> {
     let body = serde_json::to_string(&check.request).map_err(|e| e.to_string())?;
     let req = objects::request(CHECK_URL, Method::Post, Some(JsValue::from_str(&body)))
         .map_err(|e| format!("request: {e}"))?;
-    let mut resp = stub
+    let resp = stub
         .fetch_with_request(req)
         .await
         .map_err(|e| format!("fetch: {e}"))?;
     let status = resp.status_code();
     if status != 200 {
-        let text = resp.text().await.unwrap_or_default();
+        let text = claw_durable::http::body_text(&resp)
+            .await
+            .unwrap_or_default();
         let end = (0..=MAX_LOGGED_BYTES.min(text.len()))
             .rev()
             .find(|&i| text.is_char_boundary(i))
             .unwrap_or(0);
         return Err(format!("answered {status}: {}", &text[..end]));
     }
-    resp.json::<Decision>()
+    claw_durable::http::body_json::<Decision>(&resp)
         .await
         .map_err(|e| format!("unreadable decision: {e}"))
 }

@@ -221,12 +221,14 @@ async fn tools_call(
         .url()
         .map_err(|e| RpcError::new(id, INTERNAL_ERROR, e.to_string()))?;
     let answer = crate::entry::tenant(inner, env, ctx, &url, slug, &inv.path).await;
-    let mut resp = answer.unwrap_or_else(|p| respond::problem(&p));
+    let resp = answer.unwrap_or_else(|p| respond::problem(&p));
     let header = |name: &str| resp.headers().get(name).ok().flatten();
     let required = header(HEADER_PAYMENT_REQUIRED).and_then(|h| super::decode_header(&h));
     let receipt = header(HEADER_PAYMENT_RESPONSE).and_then(|h| super::decode_header(&h));
     let status = resp.status_code();
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = claw_durable::http::body_bytes(&resp)
+        .await
+        .unwrap_or_default();
     Ok(answer_result(
         record.config.is_paid(),
         status,

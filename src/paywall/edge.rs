@@ -26,7 +26,7 @@ use crate::facilitator::{
     check_settle_response, check_verify_response, facilitator_request_body, read_settle,
     read_verify, FacilitatorFailure,
 };
-use crate::http::capped::read_capped;
+use crate::http::body::read_response;
 use crate::http::deadline::within;
 use crate::http::respond;
 use crate::ledger::edge::{self as ledger, wire_json, LedgerAnswer};
@@ -636,18 +636,15 @@ async fn buffered(
     dispatched: impl std::future::Future<Output = Result<Response, Problem>>,
 ) -> Result<TenantAnswer, Problem> {
     let work = async {
-        let mut resp = dispatched.await?;
+        let resp = dispatched.await?;
         let status = resp.status_code();
         if status >= 400 {
             return Ok(TenantAnswer::Refused(resp));
         }
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let body = match resp.stream() {
-            Ok(stream) => read_capped(stream, MAX_PAID_RESPONSE_BYTES)
-                .await
-                .map_err(paid_answer_unreadable)?,
-            Err(_) => Vec::new(),
-        };
+        let body = read_response(&resp, MAX_PAID_RESPONSE_BYTES)
+            .await
+            .map_err(paid_answer_unreadable)?;
         Ok(TenantAnswer::Served(Buffered {
             status,
             headers,

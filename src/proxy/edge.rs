@@ -17,7 +17,8 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Cache, Env, Request, Response, Url};
 
 use crate::bindings::{self, ALLOW_LOOPBACK_UPSTREAMS, PLATFORM_DOMAIN, PLATFORM_HOSTS};
-use crate::http::capped::{read_capped, ReadError};
+use crate::http::body::read_response;
+use crate::http::capped::ReadError;
 use crate::http::deadline::within;
 use crate::http::respond::{self, js_headers};
 use crate::proxy::cache::{cache_policy, CacheInput};
@@ -294,16 +295,13 @@ async fn exchange(request: web_sys::Request, max_bytes: u32) -> Result<Answer, U
             .as_deref(),
         max_bytes,
     )?;
-    let mut response = Response::from(response);
-    let body = match response.stream() {
-        Ok(stream) => read_capped(stream, cap(max_bytes))
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => UpstreamError::TooLarge { max_bytes },
-                ReadError::Broken => UpstreamError::Unreachable,
-            })?,
-        Err(_) => Vec::new(),
-    };
+    let response = Response::from(response);
+    let body = read_response(&response, cap(max_bytes))
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => UpstreamError::TooLarge { max_bytes },
+            ReadError::Broken => UpstreamError::Unreachable,
+        })?;
     Ok(Answer {
         status,
         headers,

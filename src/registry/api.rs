@@ -97,10 +97,9 @@ fn check_proxy_upstream(req: &Request, env: &Env, body: &[u8], slug: &str) -> Re
 /// `claw_durable::registry::keys::MAX_KEY_TENANTS`).
 async fn scope_list(env: &Env, grant: &Grant) -> Result<Response, Problem> {
     let answers = join_all(grant.tenants.iter().map(|slug| async move {
-        let mut resp = registry::call(env, Method::Get, &format!("/tenants/{slug}"), None).await?;
+        let resp = registry::call(env, Method::Get, &format!("/tenants/{slug}"), None).await?;
         match resp.status_code() {
-            200 => resp
-                .json::<serde_json::Value>()
+            200 => claw_durable::http::body_json::<serde_json::Value>(&resp)
                 .await
                 .map(Some)
                 .map_err(|e| Problem::internal(e.to_string())),

@@ -56,10 +56,12 @@ pub async fn tenant(env: &Env, slug: &str) -> Result<Option<Rc<TenantRecord>>, P
     if let Lookup::Hit(v) = CACHE.with(|c| c.borrow().get(slug, now)) {
         return Ok(v);
     }
-    let mut resp = call(env, Method::Get, &format!("/tenants/{slug}"), None).await?;
+    let resp = call(env, Method::Get, &format!("/tenants/{slug}"), None).await?;
     let record = match resp.status_code() {
         200 => {
-            let rec: TenantRecord = resp.json().await.map_err(unavailable)?;
+            let rec: TenantRecord = claw_durable::http::body_json(&resp)
+                .await
+                .map_err(unavailable)?;
             Some(Rc::new(rec))
         }
         404 => None,
@@ -90,9 +92,11 @@ pub fn not_found(slug: &str) -> Problem {
 
 /// A page of tenants (`/tenants?limit=&after=`), read from the registry.
 pub async fn page(env: &Env, path_and_query: &str) -> Result<TenantPage, Problem> {
-    let mut resp = call(env, Method::Get, path_and_query, None).await?;
+    let resp = call(env, Method::Get, path_and_query, None).await?;
     if resp.status_code() != 200 {
         return Err(unavailable_problem());
     }
-    resp.json().await.map_err(unavailable)
+    claw_durable::http::body_json(&resp)
+        .await
+        .map_err(unavailable)
 }

@@ -22,12 +22,14 @@ pub async fn handle(call: PlatformCall<'_>, route: KeyRoute) -> Result<Response,
     match route {
         KeyRoute::Create => {
             let body = read_bounded(&mut req, MAX_CREATE_BODY_BYTES, "a key request").await?;
-            let mut resp = registry::call(env, Method::Post, "/keys", Some(body)).await?;
+            let resp = registry::call(env, Method::Post, "/keys", Some(body)).await?;
             if resp.status_code() != 201 {
                 return Ok(resp);
             }
             // Re-answered from the wire type: the one answer that shows the key.
-            let created: CreatedKey = resp.json().await.map_err(unavailable)?;
+            let created: CreatedKey = claw_durable::http::body_json(&resp)
+                .await
+                .map_err(unavailable)?;
             respond::json(201, &created)
         }
         KeyRoute::List => {
@@ -49,9 +51,13 @@ pub async fn handle(call: PlatformCall<'_>, route: KeyRoute) -> Result<Response,
 /// request is refused, never let through.
 pub async fn verify(env: &worker::Env, id: String, hash: String) -> Result<Option<Grant>, Problem> {
     let body = serde_json::to_vec(&VerifyKey { id, hash }).map_err(unavailable)?;
-    let mut resp = registry::call(env, Method::Post, "/keys/verify", Some(body)).await?;
+    let resp = registry::call(env, Method::Post, "/keys/verify", Some(body)).await?;
     match resp.status_code() {
-        200 => Ok(Some(resp.json().await.map_err(unavailable)?)),
+        200 => Ok(Some(
+            claw_durable::http::body_json(&resp)
+                .await
+                .map_err(unavailable)?,
+        )),
         401 => Ok(None),
         s => Err(unavailable(format!("key check answered {s}"))),
     }

@@ -157,7 +157,7 @@ async fn events_object(
 
 /// An object's answer passed on: its status, body and content type (JSON or problem+json),
 /// never cached.
-async fn relay(mut answer: Response) -> Response {
+async fn relay(answer: Response) -> Response {
     let status = answer.status_code();
     let problem = answer
         .headers()
@@ -165,7 +165,7 @@ async fn relay(mut answer: Response) -> Response {
         .ok()
         .flatten()
         .is_some_and(|ct| ct.starts_with(CONTENT_TYPE));
-    let body = match answer.bytes().await {
+    let body = match claw_durable::http::body_bytes(&answer).await {
         Ok(b) => b,
         Err(e) => return respond::problem(&unavailable("usage answer", e)),
     };

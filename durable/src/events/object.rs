@@ -206,15 +206,15 @@ impl UsageEvents {
             .env
             .durable_object(TRENDING_BINDING)?
             .get_by_name(TRENDING_OBJECT)?;
-        let mut resp = stub.fetch_with_request(req).await?;
+        let resp = stub.fetch_with_request(req).await?;
         if resp.status_code() != 200 {
-            let text = resp.text().await.unwrap_or_default();
+            let text = crate::http::body_text(&resp).await.unwrap_or_default();
             return Err(worker::Error::RustError(format!(
                 "trending answered {}: {text}",
                 resp.status_code()
             )));
         }
-        resp.json::<Applied>().await
+        crate::http::body_json::<Applied>(&resp).await
     }
 }
 

@@ -323,12 +323,12 @@ impl TenantLedger {
                 .durable_object(USAGE_EVENTS_BINDING)
                 .and_then(|ns| ns.get_by_name(&tenant))
                 .map_err(|e| format!("events object: {e}"))?;
-            let mut resp = stub
+            let resp = stub
                 .fetch_with_request(req)
                 .await
                 .map_err(|e| format!("events object: {e}"))?;
             if resp.status_code() != 200 {
-                let text = resp.text().await.unwrap_or_default();
+                let text = crate::http::body_text(&resp).await.unwrap_or_default();
                 let end = text.len().min(200);
                 let end = (0..=end)
                     .rev()
