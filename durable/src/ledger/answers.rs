@@ -11,7 +11,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::payments::load_payment;
 use super::{
     check_now, check_token, Ledger, LedgerError, Payment, MAX_FINGERPRINT_LEN, MAX_KEY_LEN,
 };
@@ -63,32 +62,44 @@ impl<S: SqlStore> Ledger<'_, S> {
         if answer.body_stored && answer.body.len() > MAX_STORED_ANSWER_BYTES {
             return Err(super::invalid("body", "larger than a kept answer may be"));
         }
-        self.store.atomically(&mut |s| {
-            let p = load_payment(s, key)?
-                .ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
-            if p.fingerprint != fingerprint {
-                return Err(LedgerError::PaymentKeyReused);
-            }
-            let inserted = s.query_opt(
-                "INSERT INTO ledger_answers (payment_key, status, headers, body, body_bytes,
-                    stored_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (payment_key) DO NOTHING
-                 RETURNING payment_key",
-                &[
-                    key.into(),
-                    u32::from(answer.status).into(),
-                    headers.as_str().into(),
-                    if answer.body_stored {
-                        SqlValue::Blob(answer.body.clone())
-                    } else {
-                        SqlValue::Null
-                    },
-                    checked_int(i64::try_from(answer.body_bytes).unwrap_or(i64::MAX))?,
-                    checked_int(now_ms)?,
-                ],
-            )?;
-            Ok::<bool, LedgerError>(inserted.is_some())
-        })
+        let body = if answer.body_stored {
+            SqlValue::Blob(answer.body.clone())
+        } else {
+            SqlValue::Null
+        };
+        let body_bytes = checked_int(i64::try_from(answer.body_bytes).unwrap_or(i64::MAX))?;
+        // One statement when it is kept: inserted only for the payment with this key and
+        // fingerprint, once. Nothing inserted: say why (no such payment, another payment's
+        // fingerprint, or already kept).
+        let inserted = self.store.query_opt(
+            "INSERT INTO ledger_answers (payment_key, status, headers, body, body_bytes,
+                stored_at_ms)
+             SELECT payment_key, ?, ?, ?, ?, ? FROM ledger_payments
+             WHERE payment_key = ? AND fingerprint = ?
+             ON CONFLICT (payment_key) DO NOTHING
+             RETURNING payment_key",
+            &[
+                u32::from(answer.status).into(),
+                headers.as_str().into(),
+                body,
+                body_bytes,
+                checked_int(now_ms)?,
+                key.into(),
+                fingerprint.into(),
+            ],
+        )?;
+        if inserted.is_some() {
+            return Ok(true);
+        }
+        let row = self.store.query_opt(
+            "SELECT fingerprint FROM ledger_payments WHERE payment_key = ?",
+            &[key.into()],
+        )?;
+        match row {
+            None => Err(LedgerError::PaymentNotFound(key.to_owned())),
+            Some(r) if r.text(0)? != fingerprint => Err(LedgerError::PaymentKeyReused),
+            Some(_) => Ok(false),
+        }
     }
 
     /// The answer kept for `key`, if any.

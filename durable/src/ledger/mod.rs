@@ -766,6 +766,30 @@ const BALANCE_COLUMNS: &str = "last_seq, reserved_gross, reserved_count, settled
     settled_fee, settled_net, settled_count, local_net, local_count, voided_count, \
     payouts_pending, payouts_pending_count, payouts_posted, payouts_posted_count, \
     payouts_voided_count, unknown_gross, unknown_count";
+/// [`BALANCE_COLUMNS`] of the balance row joined as `b`.
+const B_BALANCE_COLUMNS: &str = "b.last_seq, b.reserved_gross, b.reserved_count, \
+    b.settled_gross, b.settled_fee, b.settled_net, b.settled_count, b.local_net, \
+    b.local_count, b.voided_count, b.payouts_pending, b.payouts_pending_count, \
+    b.payouts_posted, b.payouts_posted_count, b.payouts_voided_count, b.unknown_gross, \
+    b.unknown_count";
+/// How many columns [`BALANCE_COLUMNS`] names.
+const BALANCE_COLUMN_COUNT: usize = 17;
+const _: () = assert!(column_count(BALANCE_COLUMNS) == BALANCE_COLUMN_COUNT);
+const _: () = assert!(column_count(B_BALANCE_COLUMNS) == BALANCE_COLUMN_COUNT);
+
+/// The number of columns a comma-separated column list names.
+const fn column_count(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let mut n = 1;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
 
 /// `a + b`, or [`LedgerError::AmountOverflow`].
 fn add(a: u128, b: u128) -> Result<u128, LedgerError> {
@@ -795,24 +819,30 @@ impl Balances {
                 &[],
             )?
             .ok_or_else(|| corrupt("balance row missing"))?;
+        Balances::at(&row, 0)
+    }
+
+    /// The balances in `row` from column `base` on, in [`BALANCE_COLUMNS`] order (a read
+    /// that joins the balance row to what else a write needs: one statement).
+    fn at(row: &Row, base: usize) -> Result<Balances, LedgerError> {
         Ok(Balances {
-            last_seq: row.int(0)?,
-            reserved_gross: amount_at(&row, 1)?,
-            reserved_count: count_at(&row, 2)?,
-            settled_gross: amount_at(&row, 3)?,
-            settled_fee: amount_at(&row, 4)?,
-            settled_net: amount_at(&row, 5)?,
-            settled_count: count_at(&row, 6)?,
-            local_net: amount_at(&row, 7)?,
-            local_count: count_at(&row, 8)?,
-            voided_count: count_at(&row, 9)?,
-            payouts_pending: amount_at(&row, 10)?,
-            payouts_pending_count: count_at(&row, 11)?,
-            payouts_posted: amount_at(&row, 12)?,
-            payouts_posted_count: count_at(&row, 13)?,
-            payouts_voided_count: count_at(&row, 14)?,
-            unknown_gross: amount_at(&row, 15)?,
-            unknown_count: count_at(&row, 16)?,
+            last_seq: row.int(base)?,
+            reserved_gross: amount_at(row, base + 1)?,
+            reserved_count: count_at(row, base + 2)?,
+            settled_gross: amount_at(row, base + 3)?,
+            settled_fee: amount_at(row, base + 4)?,
+            settled_net: amount_at(row, base + 5)?,
+            settled_count: count_at(row, base + 6)?,
+            local_net: amount_at(row, base + 7)?,
+            local_count: count_at(row, base + 8)?,
+            voided_count: count_at(row, base + 9)?,
+            payouts_pending: amount_at(row, base + 10)?,
+            payouts_pending_count: count_at(row, base + 11)?,
+            payouts_posted: amount_at(row, base + 12)?,
+            payouts_posted_count: count_at(row, base + 13)?,
+            payouts_voided_count: count_at(row, base + 14)?,
+            unknown_gross: amount_at(row, base + 15)?,
+            unknown_count: count_at(row, base + 16)?,
         })
     }
 

@@ -7,6 +7,7 @@ use super::{
     MAX_REASON_LEN, MAX_TX_REF_LEN,
 };
 use super::{amount_at, amount_sql, append, close, commit, count_at, count_sql, replayed};
+use super::{column_count, BALANCE_COLUMN_COUNT, B_BALANCE_COLUMNS};
 use super::{opt_amount_at, opt_bool_at, opt_bps_at, opt_network_at, opt_string_at};
 use crate::store::{checked_int, Row, SqlStore, SqlValue};
 use crate::tenant::parse_evm_address;
@@ -14,29 +15,42 @@ use crate::tenant::parse_evm_address;
 const PAYMENT_COLUMNS: &str = "payment_key, fingerprint, state, gross, fee, net, fee_bps, \
     tx_ref, network, payer, local_settlement, void_reason, reserved_at_ms, updated_at_ms, \
     reserved_seq, last_seq, asset, nonce, valid_before_s, unknown_reason";
+/// [`PAYMENT_COLUMNS`] of a payment row joined as `p`.
+const P_PAYMENT_COLUMNS: &str = "p.payment_key, p.fingerprint, p.state, p.gross, p.fee, \
+    p.net, p.fee_bps, p.tx_ref, p.network, p.payer, p.local_settlement, p.void_reason, \
+    p.reserved_at_ms, p.updated_at_ms, p.reserved_seq, p.last_seq, p.asset, p.nonce, \
+    p.valid_before_s, p.unknown_reason";
+const PAYMENT_COLUMN_COUNT: usize = 20;
+const _: () = assert!(column_count(PAYMENT_COLUMNS) == PAYMENT_COLUMN_COUNT);
+const _: () = assert!(column_count(P_PAYMENT_COLUMNS) == PAYMENT_COLUMN_COUNT);
 
 fn payment(row: &Row) -> Result<Payment, LedgerError> {
+    payment_at(row, 0)
+}
+
+/// The payment in `row` from column `b` on, in [`PAYMENT_COLUMNS`] order.
+fn payment_at(row: &Row, b: usize) -> Result<Payment, LedgerError> {
     Ok(Payment {
-        key: row.text(0)?.to_owned(),
-        fingerprint: row.text(1)?.to_owned(),
-        state: PaymentState::parse(row.text(2)?)?,
-        gross: amount_at(row, 3)?,
-        fee: opt_amount_at(row, 4)?,
-        net: opt_amount_at(row, 5)?,
-        fee_bps: opt_bps_at(row, 6)?,
-        tx_ref: opt_string_at(row, 7)?,
-        network: opt_network_at(row, 8)?,
-        payer: opt_string_at(row, 9)?,
-        local_settlement: opt_bool_at(row, 10)?,
-        void_reason: opt_string_at(row, 11)?,
-        reserved_at_ms: row.int(12)?,
-        updated_at_ms: row.int(13)?,
-        reserved_seq: row.int(14)?,
-        last_seq: row.int(15)?,
-        asset: opt_string_at(row, 16)?,
-        nonce: opt_string_at(row, 17)?,
-        valid_before_s: row.opt_int(18)?,
-        unknown_reason: opt_string_at(row, 19)?,
+        key: row.text(b)?.to_owned(),
+        fingerprint: row.text(b + 1)?.to_owned(),
+        state: PaymentState::parse(row.text(b + 2)?)?,
+        gross: amount_at(row, b + 3)?,
+        fee: opt_amount_at(row, b + 4)?,
+        net: opt_amount_at(row, b + 5)?,
+        fee_bps: opt_bps_at(row, b + 6)?,
+        tx_ref: opt_string_at(row, b + 7)?,
+        network: opt_network_at(row, b + 8)?,
+        payer: opt_string_at(row, b + 9)?,
+        local_settlement: opt_bool_at(row, b + 10)?,
+        void_reason: opt_string_at(row, b + 11)?,
+        reserved_at_ms: row.int(b + 12)?,
+        updated_at_ms: row.int(b + 13)?,
+        reserved_seq: row.int(b + 14)?,
+        last_seq: row.int(b + 15)?,
+        asset: opt_string_at(row, b + 16)?,
+        nonce: opt_string_at(row, b + 17)?,
+        valid_before_s: row.opt_int(b + 18)?,
+        unknown_reason: opt_string_at(row, b + 19)?,
     })
 }
 
@@ -405,7 +419,18 @@ fn reserve_in<S: SqlStore>(
     facts: Option<&CheckedFacts>,
     now_ms: i64,
 ) -> Result<Payment, LedgerError> {
-    if let Some(p) = load_payment(s, key)? {
+    // One read: the balance row, and the payment if this key was ever reserved.
+    let row = s
+        .query_opt(
+            &format!(
+                "SELECT {B_BALANCE_COLUMNS}, {P_PAYMENT_COLUMNS} FROM ledger_balances b
+                 LEFT JOIN ledger_payments p ON p.payment_key = ? WHERE b.id = 1"
+            ),
+            &[key.into()],
+        )?
+        .ok_or_else(|| corrupt("balance row missing"))?;
+    if row.opt_text(BALANCE_COLUMN_COUNT)?.is_some() {
+        let p = payment_at(&row, BALANCE_COLUMN_COUNT)?;
         if p.fingerprint != fingerprint || p.gross != gross {
             return Err(LedgerError::PaymentKeyReused);
         }
@@ -416,7 +441,7 @@ fn reserve_in<S: SqlStore>(
             PaymentState::Unknown => LedgerError::PaymentOutcomeUnknown,
         });
     }
-    let mut b = Balances::load(s)?;
+    let mut b = Balances::at(&row, 0)?;
     b.reserved_gross = add(b.reserved_gross, gross)?;
     // Keep settled + reserved + unknown within u128, so settling can never overflow.
     add(add(b.settled_gross, b.reserved_gross)?, b.unknown_gross)?;
@@ -481,7 +506,24 @@ fn settle_in<S: SqlStore>(
     n: &Normalized<'_>,
     now_ms: i64,
 ) -> Result<Applied<Payment>, LedgerError> {
-    let p = load_payment(s, key)?.ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
+    // One read: the payment, the balances, another payment already settled with this
+    // transaction hash (if any), and today's bucket.
+    let day = now_ms / DAY_MS;
+    let row = s
+        .query_opt(
+            &format!(
+                "SELECT {P_PAYMENT_COLUMNS}, {B_BALANCE_COLUMNS},
+                    (SELECT o.payment_key FROM ledger_payments o
+                     WHERE o.tx_ref = ? AND o.payment_key <> p.payment_key LIMIT 1),
+                    d.gross, d.fee, d.net, d.count
+                 FROM ledger_payments p JOIN ledger_balances b ON b.id = 1
+                 LEFT JOIN ledger_days d ON d.day = ?
+                 WHERE p.payment_key = ?"
+            ),
+            &[n.tx_ref.into(), checked_int(day)?, key.into()],
+        )?
+        .ok_or_else(|| LedgerError::PaymentNotFound(key.to_owned()))?;
+    let p = payment_at(&row, 0)?;
     match p.state {
         PaymentState::Settled => {
             return match n.differs_from(&p) {
@@ -492,10 +534,11 @@ fn settle_in<S: SqlStore>(
         PaymentState::Voided => return Err(LedgerError::PaymentAlreadyVoided),
         PaymentState::Reserved | PaymentState::Unknown => {}
     }
-    check_tx_ref(s, key, &p, n)?;
+    let after = PAYMENT_COLUMN_COUNT + BALANCE_COLUMN_COUNT;
+    check_tx_ref(&p, n, row.opt_text(after)?)?;
     let (fee, net) = split_fee(p.gross, n.fee_bps)?;
 
-    let mut b = Balances::load(s)?;
+    let mut b = Balances::at(&row, PAYMENT_COLUMN_COUNT)?;
     release(&mut b, &p)?;
     b.settled_gross = add(b.settled_gross, p.gross)?;
     b.settled_fee = add(b.settled_fee, fee)?;
@@ -505,7 +548,17 @@ fn settle_in<S: SqlStore>(
         b.local_net = add(b.local_net, net)?;
         b.local_count = inc(b.local_count)?;
     }
-    add_to_day(s, now_ms / DAY_MS, p.gross, fee, net)?;
+    let today = if row.opt_text(after + 1)?.is_some() {
+        DayTotals {
+            gross: amount_at(&row, after + 1)?,
+            fee: amount_at(&row, after + 2)?,
+            net: amount_at(&row, after + 3)?,
+            count: count_at(&row, after + 4)?,
+        }
+    } else {
+        DayTotals::default()
+    };
+    add_to_day(s, day, today, p.gross, fee, net)?;
 
     let mut e = LedgerEntry::new(EntryKind::PaymentSettled, now_ms, p.gross);
     e.payment_key = Some(key.to_owned());
@@ -563,12 +616,7 @@ fn settle_in<S: SqlStore>(
 /// `local:<the payment's fingerprint>` (unique per signed payment by construction); an
 /// on-chain one is a transaction hash that no other payment of this ledger settled with,
 /// and never starts with `local:`, so the two kinds cannot be confused.
-fn check_tx_ref<S: SqlStore>(
-    s: &mut S,
-    key: &str,
-    p: &Payment,
-    n: &Normalized<'_>,
-) -> Result<(), LedgerError> {
+fn check_tx_ref(p: &Payment, n: &Normalized<'_>, other: Option<&str>) -> Result<(), LedgerError> {
     let local_ref = n.tx_ref.starts_with(LOCAL_TX_PREFIX);
     if n.local_settlement {
         if n.tx_ref.strip_prefix(LOCAL_TX_PREFIX) != Some(p.fingerprint.as_str()) {
@@ -585,10 +633,6 @@ fn check_tx_ref<S: SqlStore>(
             "the local: prefix is reserved for local settlements",
         ));
     }
-    let other = s.query_opt(
-        "SELECT payment_key FROM ledger_payments WHERE tx_ref = ? AND payment_key <> ? LIMIT 1",
-        &[n.tx_ref.into(), key.into()],
-    )?;
     match other {
         Some(_) => Err(LedgerError::TransactionAlreadyRecorded(n.tx_ref.to_owned())),
         None => Ok(()),
@@ -653,37 +697,35 @@ impl<S: SqlStore> Ledger<'_, S> {
     }
 }
 
-/// Adds one settlement to its UTC day bucket (`day` = days since the epoch).
+/// A UTC day bucket's totals as stored.
+#[derive(Debug, Default, Clone, Copy)]
+struct DayTotals {
+    gross: u128,
+    fee: u128,
+    net: u128,
+    count: u64,
+}
+
+/// Adds one settlement to its UTC day bucket (`day` = days since the epoch), whose totals
+/// were `was` (read with the payment).
 fn add_to_day<S: SqlStore>(
     s: &mut S,
     day: i64,
+    was: DayTotals,
     gross: u128,
     fee: u128,
     net: u128,
 ) -> Result<(), LedgerError> {
-    let row = s.query_opt(
-        "SELECT gross, fee, net, count FROM ledger_days WHERE day = ?",
-        &[checked_int(day)?],
-    )?;
-    let (g, f, n, c) = match &row {
-        Some(r) => (
-            amount_at(r, 0)?,
-            amount_at(r, 1)?,
-            amount_at(r, 2)?,
-            count_at(r, 3)?,
-        ),
-        None => (0, 0, 0, 0),
-    };
     s.exec(
         "INSERT INTO ledger_days (day, gross, fee, net, count) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (day) DO UPDATE SET gross = excluded.gross, fee = excluded.fee,
             net = excluded.net, count = excluded.count",
         &[
             checked_int(day)?,
-            amount_sql(add(g, gross)?),
-            amount_sql(add(f, fee)?),
-            amount_sql(add(n, net)?),
-            count_sql(inc(c)?)?,
+            amount_sql(add(was.gross, gross)?),
+            amount_sql(add(was.fee, fee)?),
+            amount_sql(add(was.net, net)?),
+            count_sql(inc(was.count)?)?,
         ],
     )?;
     Ok(())
