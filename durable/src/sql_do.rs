@@ -30,6 +30,13 @@ pub struct DoSql {
 #[derive(Debug, Default, Clone)]
 pub struct Schemas(Rc<RefCell<Vec<&'static str>>>);
 
+impl Schemas {
+    /// Forgets every schema: the object deleted its storage.
+    pub fn forget(&self) {
+        self.0.borrow_mut().clear();
+    }
+}
+
 impl DoSql {
     /// A store that checks its schema on every open.
     pub fn new(state: &State) -> Self {

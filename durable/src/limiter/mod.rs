@@ -132,7 +132,10 @@ pub struct Limiter<'s, S: SqlStore> {
 impl<'s, S: SqlStore> Limiter<'s, S> {
     /// Opens the limiter, creating its table on first use.
     pub fn open(store: &'s mut S) -> Result<Self, LimiterError> {
-        store.exec(SCHEMA, &[])?;
+        if !store.schema_known(SCHEMA) {
+            store.exec(SCHEMA, &[])?;
+            store.note_schema(SCHEMA);
+        }
         Ok(Limiter { store })
     }
 

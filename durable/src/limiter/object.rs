@@ -18,13 +18,15 @@ use worker::{durable_object, DurableObject, Env, Method, Request, Response, Resu
 use super::{cleanup_alarm_ms, handle_check, Limiter, PRUNE_GRACE_MS};
 use crate::http::{at_ms, ensure_alarm, json, now_ms, problem};
 use crate::problem::{Code, Problem};
-use crate::sql_do::DoSql;
+use crate::sql_do::{DoSql, Schemas};
 
 #[durable_object]
 pub struct RateLimiter {
     state: State,
     /// This instance already knows a cleanup alarm is pending (re-learned after eviction).
     alarm_known: Cell<bool>,
+    /// The limiter's table is known to be in place (forgotten when the storage is deleted).
+    schemas: Schemas,
 }
 
 impl DurableObject for RateLimiter {
@@ -32,6 +34,7 @@ impl DurableObject for RateLimiter {
         RateLimiter {
             state,
             alarm_known: Cell::new(false),
+            schemas: Schemas::default(),
         }
     }
 
@@ -45,7 +48,7 @@ impl DurableObject for RateLimiter {
         let body = req.bytes().await?;
         let now = now_ms();
         let outcome = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = DoSql::remembering(&self.state, &self.schemas);
             handle_check(&mut sql, &body, now)
         };
         match outcome {
@@ -71,7 +74,7 @@ impl DurableObject for RateLimiter {
     async fn alarm(&self) -> Result<Response> {
         let now = now_ms();
         let latest = {
-            let mut sql = DoSql::new(&self.state);
+            let mut sql = DoSql::remembering(&self.state, &self.schemas);
             Limiter::open(&mut sql).and_then(|mut l| l.prune(now.saturating_sub(PRUNE_GRACE_MS)))
         };
         match latest {
@@ -85,7 +88,11 @@ impl DurableObject for RateLimiter {
             Ok(None) => {
                 // Nothing left to remember: drop the object's storage entirely.
                 self.alarm_known.set(false);
+                // Forgotten on both sides of the delete: no check may find the table
+                // remembered but gone.
+                self.schemas.forget();
                 self.state.storage().delete_all().await?;
+                self.schemas.forget();
             }
             // An error makes the runtime retry the alarm.
             Err(e) => return Err(worker::Error::RustError(e.to_string())),
