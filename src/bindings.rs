@@ -1,5 +1,8 @@
 //! The Worker's bindings, named once (see wrangler.toml).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use worker::Env;
 
 /// Durable Object namespace of the tenant registry (class `TenantRegistry`).
@@ -31,13 +34,30 @@ pub const OUTBOUND_PARAMS_FROM_EMULATOR: &str = "OUTBOUND_PARAMS_FROM_EMULATOR";
 /// The platform API's bearer tokens are named with their access (`crate::platform`).
 pub use crate::platform::PLATFORM_ADMIN_TOKEN;
 
-/// A plain variable or secret, if set and non-empty.
+/// A plain variable or secret, if set and non-empty: deployment configuration, the same for
+/// every request an isolate serves (a new value means a new deployment, hence new isolates),
+/// so each name is read from `env` once per isolate and then remembered. Reading one costs
+/// Wasm<->JS crossings, and an unset name two failed lookups with their error messages
+/// built: about a twentieth of a free call's CPU before it was remembered. Not for the
+/// outbound Worker's per-call parameters, which are read from `env` every time
+/// (`crate::egress::edge`).
 pub fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
+    if let Some(known) = VARS.with(|v| v.borrow().get(name).cloned()) {
+        return known;
+    }
+    let value = env
+        .var(name)
         .map(|v| v.to_string())
         .or_else(|_| env.secret(name).map(|s| s.to_string()))
         .ok()
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty());
+    VARS.with(|v| v.borrow_mut().insert(name.to_owned(), value.clone()));
+    value
+}
+
+thread_local! {
+    /// [`var`]'s answers in this isolate, by name.
+    static VARS: RefCell<HashMap<String, Option<String>>> = RefCell::new(HashMap::new());
 }
 
 /// Durable Object namespace of the per-tenant settlement ledgers (class `TenantLedger`).
