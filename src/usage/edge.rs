@@ -36,7 +36,10 @@ use crate::bindings::{
 use crate::http::{objects, respond};
 use crate::limiter::edge as limit;
 use crate::limiter::{applies, Admission, Refusal, RefusalReason};
-use crate::usage::{emulator_subrequests, recording, salt, CallRecord, Recording, Salt, BATCH};
+use crate::usage::{
+    emulator_subrequests, pack_events, recording, salt, send_batches, unpack_events, CallRecord,
+    Recording, Salt, BATCH,
+};
 
 /// The events object's internal route (the host is never resolved).
 const EVENTS_URL: &str = "https://events.internal/events";
@@ -57,18 +60,13 @@ thread_local! {
     static SALT_WARNED: Cell<bool> = const { Cell::new(false) };
     /// Event JSONs waiting for the queue, from every call of this isolate ([`enqueue`]).
     static PENDING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    /// When the call sending [`PENDING`] last made progress; None: no call is sending.
-    static SENDER_SINCE: Cell<Option<i64>> = const { Cell::new(None) };
 }
 
-/// Messages per `sendBatch` (the queue's limit is 100).
-const QUEUE_BATCH: usize = 100;
-/// The sender's pause before each batch, so that concurrent calls' events join it.
-const SEND_PAUSE_MS: u64 = 2;
-/// A sender without progress this long is presumed gone; the next call takes over.
-const SENDER_STALE_MS: i64 = 5_000;
-/// A call sends for the isolate at most this long, well within a waitUntil's time limit.
-const SENDER_TENURE_MS: i64 = 5_000;
+/// Events a sender takes per round, packed into messages of many events each
+/// (`crate::usage::pack_events`) and sent in as few `sendBatch` calls as Queues' limits allow.
+const EVENTS_PER_ROUND: usize = 1_000;
+/// A call's pause before it sends what is pending, so that concurrent calls' events join.
+const SEND_PAUSE_MS: u64 = 5;
 /// Events pending in one isolate at most (the queue is not keeping up beyond that).
 const MAX_PENDING: usize = 10_000;
 
@@ -250,12 +248,13 @@ fn salt_for(env: &Env, mode: Recording) -> Option<Salt> {
 }
 
 /// Hands one event to the usage queue, batched per isolate: the event joins the isolate's
-/// pending list; if no call is sending, this call's waitUntil becomes the sender and sends
-/// everything pending (`sendBatch`, up to [`QUEUE_BATCH`] messages each, tried twice) until
-/// nothing is left, pausing [`SEND_PAUSE_MS`] first so that concurrent calls join the batch.
-/// No call waits for another: the others return at once. A sender that vanished (its
-/// request cancelled) is taken over after [`SENDER_STALE_MS`]. Logs (without any caller
-/// data) events that could not be handed over.
+/// pending list, and after [`SEND_PAUSE_MS`] (time for concurrent calls' events to join)
+/// this call's waitUntil sends whatever is pending then, [`EVENTS_PER_ROUND`] at a time,
+/// many events per message (`crate::usage::pack_events`), each `sendBatch` tried twice.
+/// Every call drains for itself: calls that find the list empty (another took their event
+/// along) are done at once, and no call depends on another call's waitUntil staying alive
+/// (a single sender role could stall every event of the isolate behind one slow send).
+/// Logs (without any caller data) events that could not be handed over.
 async fn enqueue(env: Env, event: UsageEvent) {
     let json = match serde_json::to_string(&event) {
         Ok(j) => j,
@@ -268,7 +267,6 @@ async fn enqueue(env: Env, event: UsageEvent) {
             return;
         }
     };
-    let now = respond::now_ms();
     let dropped = PENDING.with(|p| {
         let mut p = p.borrow_mut();
         if p.len() >= MAX_PENDING {
@@ -285,49 +283,29 @@ async fn enqueue(env: Env, event: UsageEvent) {
         );
         return;
     }
-    let sender = SENDER_SINCE.with(|since| match since.get() {
-        Some(t) if now.saturating_sub(t) < SENDER_STALE_MS => false,
-        _ => {
-            since.set(Some(now));
-            true
-        }
-    });
-    if !sender {
-        return;
-    }
+    worker::Delay::from(std::time::Duration::from_millis(SEND_PAUSE_MS)).await;
     loop {
-        worker::Delay::from(std::time::Duration::from_millis(SEND_PAUSE_MS)).await;
-        // A waitUntil has a time limit: after its tenure the sender hands over (the next
-        // call becomes sender) and sends only what is pending now.
-        let last = respond::now_ms().saturating_sub(now) >= SENDER_TENURE_MS;
         let batch: Vec<String> = PENDING.with(|p| {
             let mut p = p.borrow_mut();
-            let n = if last {
-                p.len()
-            } else {
-                p.len().min(QUEUE_BATCH)
-            };
+            let n = p.len().min(EVENTS_PER_ROUND);
             p.drain(..n).collect()
         });
-        if batch.is_empty() || last {
-            SENDER_SINCE.with(|since| since.set(None));
-        } else {
-            SENDER_SINCE.with(|since| since.set(Some(respond::now_ms())));
-        }
-        for chunk in batch.chunks(QUEUE_BATCH) {
-            send_batch(&env, chunk).await;
-        }
-        if batch.is_empty() || last {
+        if batch.is_empty() {
             return;
+        }
+        let messages = pack_events(&batch);
+        for group in send_batches(&messages) {
+            send_batch(&env, group).await;
         }
     }
 }
 
-/// Sends one batch of event JSONs to the queue, tried twice; logs a batch that was lost.
-async fn send_batch(env: &Env, batch: &[String]) {
+/// Sends one `sendBatch` of messages (each a JSON array of events) to the queue, tried
+/// twice; logs what was lost.
+async fn send_batch(env: &Env, messages: &[String]) {
     let mut why = String::new();
     for _ in 0..SEND_ATTEMPTS {
-        let messages: Vec<_> = batch
+        let raw: Vec<_> = messages
             .iter()
             .map(|json| {
                 RawMessageBuilder::new(JsValue::from_str(json))
@@ -335,14 +313,18 @@ async fn send_batch(env: &Env, batch: &[String]) {
             })
             .collect();
         match env.queue(USAGE_QUEUE) {
-            Ok(queue) => match queue.send_raw_batch(messages).await {
+            Ok(queue) => match queue.send_raw_batch(raw).await {
                 Ok(()) => return,
                 Err(e) => why = e.to_string(),
             },
             Err(e) => why = format!("binding {USAGE_QUEUE}: {e}"),
         }
     }
-    worker::console_error!("usage_events_lost: {} events: {why}", batch.len());
+    let events: usize = messages
+        .iter()
+        .map(|m| unpack_events(m).map_or(0, |e| e.len()))
+        .sum();
+    worker::console_error!("usage_events_lost: {events} events: {why}");
 }
 
 /// The usage queue's consumer: writes a batch of events into their tenants' objects, at
@@ -350,36 +332,49 @@ async fn send_batch(env: &Env, batch: &[String]) {
 /// retries (and, after `max_retries`, its dead-letter queue). A message that is not an
 /// event is retried too, so it ends in the dead-letter queue where it can be looked at.
 pub async fn consume(batch: &MessageBatch<String>, env: &Env) {
-    let mut by_tenant: HashMap<String, Vec<(RawMessage, UsageEvent)>> = HashMap::new();
+    // Each message carries events (`pack_events`), possibly of several tenants; it is
+    // acknowledged once every one of its events landed, else retried whole (the objects
+    // store each event once, by id, so a retried message's landed events are not doubled).
+    let mut messages: Vec<(RawMessage, bool)> = Vec::new();
+    let mut by_tenant: HashMap<String, Vec<(usize, UsageEvent)>> = HashMap::new();
     for message in batch.raw_iter() {
-        let event = message
-            .body()
-            .as_string()
-            .and_then(|s| serde_json::from_str::<UsageEvent>(&s).ok());
-        match event {
-            Some(e) => by_tenant
-                .entry(e.tenant.clone())
-                .or_default()
-                .push((message, e)),
+        let events = message.body().as_string().and_then(|s| unpack_events(&s));
+        let index = messages.len();
+        match events {
+            Some(events) => {
+                for e in events {
+                    by_tenant
+                        .entry(e.tenant.clone())
+                        .or_default()
+                        .push((index, e));
+                }
+                messages.push((message, true));
+            }
             None => {
                 worker::console_error!("usage_event_unreadable: message {}", message.id());
-                message.retry();
+                messages.push((message, false));
             }
         }
     }
     for (tenant, items) in by_tenant {
         for chunk in items.chunks(BATCH) {
             let events: Vec<&UsageEvent> = chunk.iter().map(|(_, e)| e).collect();
-            match post(env, &tenant, &events).await {
-                Ok(()) => chunk.iter().for_each(|(m, _)| m.ack()),
-                Err(why) => {
-                    worker::console_error!(
-                        "usage_events_delivery_failed: tenant={tenant} events={} (the queue retries them): {why}",
-                        chunk.len()
-                    );
-                    chunk.iter().for_each(|(m, _)| m.retry());
+            if let Err(why) = post(env, &tenant, &events).await {
+                worker::console_error!(
+                    "usage_events_delivery_failed: tenant={tenant} events={} (the queue retries them): {why}",
+                    chunk.len()
+                );
+                for (index, _) in chunk {
+                    messages[*index].1 = false;
                 }
             }
+        }
+    }
+    for (message, landed) in messages {
+        if landed {
+            message.ack();
+        } else {
+            message.retry();
         }
     }
 }
@@ -392,7 +387,7 @@ async fn post(env: &Env, tenant: &str, events: &[&UsageEvent]) -> Result<(), Str
         .map_err(|e| format!("binding {USAGE_EVENTS}: {e}"))?;
     let req = objects::request(EVENTS_URL, Method::Post, Some(JsValue::from_str(&body)))
         .map_err(|e| format!("request: {e}"))?;
-    let mut resp = stub
+    let resp = stub
         .fetch_with_request(req)
         .await
         .map_err(|e| format!("fetch: {e}"))?;
@@ -400,7 +395,9 @@ async fn post(env: &Env, tenant: &str, events: &[&UsageEvent]) -> Result<(), Str
     if status == 200 {
         return Ok(());
     }
-    let text = resp.text().await.unwrap_or_default();
+    let text = claw_durable::http::body_text(&resp)
+        .await
+        .unwrap_or_default();
     let end = (0..=MAX_LOGGED_BYTES.min(text.len()))
         .rev()
         .find(|&i| text.is_char_boundary(i))

@@ -62,6 +62,65 @@ const _: () = assert!(BATCH * MAX_EVENT_JSON_BYTES <= claw_durable::events::MAX_
 
 pub mod query;
 
+/// A queue message carries many events (a JSON array of them): the local queue keeps a timer
+/// per message and Cloudflare Queues bills per 64 KB operation, so one message per event
+/// would cost a timer (locally) and an operation (in production) per call. At most this
+/// many bytes of events per message: one 64 KB operation.
+pub const MESSAGE_BYTES: usize = 64 * 1024 - 64;
+/// Messages per `sendBatch` at most, and their bytes (Queues' limits: 100 and 256 KB).
+pub const SEND_BATCH_MESSAGES: usize = 100;
+pub const SEND_BATCH_BYTES: usize = 256 * 1024 - 1024;
+// Any one event fits a message; any one message fits a sendBatch and Queues' 128 KB per message.
+const _: () = assert!(MAX_EVENT_JSON_BYTES + 2 <= MESSAGE_BYTES);
+const _: () = assert!(MESSAGE_BYTES <= SEND_BATCH_BYTES && MESSAGE_BYTES <= 128 * 1024);
+
+/// Packs event JSONs, in order, into queue message bodies (JSON arrays) of at most
+/// [`MESSAGE_BYTES`] each.
+pub fn pack_events(events: &[String]) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut current = String::new();
+    for event in events {
+        if !current.is_empty() && current.len() + 1 + event.len() + 1 > MESSAGE_BYTES {
+            current.push(']');
+            messages.push(std::mem::take(&mut current));
+        }
+        current.push(if current.is_empty() { '[' } else { ',' });
+        current.push_str(event);
+    }
+    if !current.is_empty() {
+        current.push(']');
+        messages.push(current);
+    }
+    messages
+}
+
+/// Splits message bodies, in order, into `sendBatch` calls within Queues' limits.
+pub fn send_batches(messages: &[String]) -> Vec<&[String]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, m) in messages.iter().enumerate() {
+        if i > start && (i - start == SEND_BATCH_MESSAGES || bytes + m.len() > SEND_BATCH_BYTES) {
+            batches.push(&messages[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += m.len();
+    }
+    if start < messages.len() {
+        batches.push(&messages[start..]);
+    }
+    batches
+}
+
+/// The events a queue message carries: a JSON array of events (what [`pack_events`] makes),
+/// or one event (a message sent one event at a time). `None`: not events.
+pub fn unpack_events(body: &str) -> Option<Vec<UsageEvent>> {
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str(body).ok()
+    } else {
+        serde_json::from_str(body).ok().map(|e| vec![e])
+    }
+}
+
 /// The error code of a call the tenant answered with a status of 400 or more.
 pub const TENANT_STATUS_CODE: &str = "tenant_status";
 
@@ -418,6 +477,59 @@ pub fn emulator_subrequests(header: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+
+    fn event_json(i: usize) -> String {
+        format!(
+            r#"{{"id":"e{i}","timeMs":1,"tenant":"t","route":"/","callerHash":"{}","stage":"served","paymentRequired":false,"paymentSuccess":false,"statusCode":200,"latencyMs":1,"countable":true,"billable":false}}"#,
+            "a".repeat(64)
+        )
+    }
+
+    #[test]
+    fn packed_events_come_back_in_order_within_the_message_bounds() {
+        for n in [0usize, 1, 2, 99, 100, 101, 250, 1000] {
+            let events: Vec<String> = (0..n).map(event_json).collect();
+            let messages = pack_events(&events);
+            assert!(messages.iter().all(|m| m.len() <= MESSAGE_BYTES));
+            let back: Vec<String> = messages
+                .iter()
+                .flat_map(|m| serde_json::from_str::<Vec<serde_json::Value>>(m).unwrap())
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect();
+            let ids: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+            assert_eq!(back, ids, "n = {n}");
+            let batches = send_batches(&messages);
+            assert_eq!(batches.concat(), messages);
+            assert!(batches.iter().all(|b| !b.is_empty()
+                && b.len() <= SEND_BATCH_MESSAGES
+                && b.iter().map(String::len).sum::<usize>() <= SEND_BATCH_BYTES));
+        }
+    }
+
+    #[test]
+    fn many_small_messages_split_by_count() {
+        let messages: Vec<String> = (0..250).map(|i| format!("[{i}]")).collect();
+        let sizes: Vec<usize> = send_batches(&messages).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+    }
+
+    #[test]
+    fn a_message_holds_an_array_of_events_or_one_event() {
+        let one = event_json(7);
+        let two = pack_events(&[event_json(1), event_json(2)]);
+        assert_eq!(two.len(), 1);
+        let ids = |v: Option<Vec<UsageEvent>>| {
+            v.map(|es| es.into_iter().map(|e| e.id).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            ids(unpack_events(&two[0])),
+            Some(vec!["e1".into(), "e2".into()])
+        );
+        assert_eq!(ids(unpack_events(&one)), Some(vec!["e7".into()]));
+        assert_eq!(ids(unpack_events("[]")), Some(vec![]));
+        assert!(unpack_events("not json").is_none());
+        assert!(unpack_events("[1, 2]").is_none());
+    }
     use super::*;
     use claw_durable::events::classify;
     use proptest::prelude::*;
