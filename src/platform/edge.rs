@@ -30,6 +30,10 @@ impl<'a> PlatformCall<'a> {
     }
 }
 
+/// A refused request's body is read (and dropped) up to this many bytes before the refusal
+/// is sent (`crate::http::body::discard`).
+const REFUSED_BODY_DRAIN: usize = 1 << 20;
+
 /// `rest` is the path after `/__platform`.
 pub async fn handle(
     req: Request,
@@ -37,6 +41,38 @@ pub async fn handle(
     rest: &str,
     query: Option<&str>,
 ) -> Result<Response, Problem> {
+    let (route, caller) = match admit(&req, env, rest, query).await {
+        Ok(admitted) => admitted,
+        Err(p) => {
+            crate::http::body::discard(&req, REFUSED_BODY_DRAIN).await;
+            return Err(p);
+        }
+    };
+    let call = PlatformCall {
+        req,
+        env,
+        query,
+        caller,
+    };
+    match route {
+        Route::Tenants(r) => crate::registry::api::handle(call, r).await,
+        Route::Ledger(r) => crate::ledger::api::handle(call, r).await,
+        Route::Usage(r) => crate::usage::api::handle(call, r).await,
+        Route::Keys(r) => crate::registry::keys::handle(call, r).await,
+        Route::Whoami => whoami(&call.caller),
+        Route::Deploy(r) => crate::deploy::api::handle(call, r).await,
+    }
+}
+
+/// The route and the caller, or why the request is refused before its route runs (no or a
+/// wrong token, a creator key out of its scope, a method the route does not take, a path
+/// the route cannot use).
+async fn admit(
+    req: &Request,
+    env: &Env,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<(Route, Caller), Problem> {
     let method = req.method();
     let lookup = route(method.as_ref(), rest)?;
     let (Lookup::Found {
@@ -46,7 +82,7 @@ pub async fn handle(
         access, creator, ..
     }) = &lookup;
     let creator_row = *creator;
-    let caller = authorize(&req, env, *access).await?;
+    let caller = authorize(req, env, *access).await?;
     if matches!(caller, Caller::Creator(_)) && !creator_row {
         return Err(Problem::new(Code::Forbidden).detail("this route is for operators only"));
     }
@@ -65,20 +101,7 @@ pub async fn handle(
         creator_may(grant, creator_row, &route, query)?;
     }
     route.validate()?;
-    let call = PlatformCall {
-        req,
-        env,
-        query,
-        caller,
-    };
-    match route {
-        Route::Tenants(r) => crate::registry::api::handle(call, r).await,
-        Route::Ledger(r) => crate::ledger::api::handle(call, r).await,
-        Route::Usage(r) => crate::usage::api::handle(call, r).await,
-        Route::Keys(r) => crate::registry::keys::handle(call, r).await,
-        Route::Whoami => whoami(&call.caller),
-        Route::Deploy(r) => crate::deploy::api::handle(call, r).await,
-    }
+    Ok((route, caller))
 }
 
 /// `GET /__platform/whoami`: what the bearer is.

@@ -206,15 +206,37 @@ describe("deployments of function tenants", () => {
   test("deployments are refused for proxy tenants and tenants running a named script; no token is 401", async () => {
     assertProblem(assert, await a.deploy("demo-fn", fnUpload("x")), 409, "deployment_not_supported");
     assertProblem(assert, await a.deploy("no-such-tenant", fnUpload("x")), 404, "tenant_not_found");
-    // Sent with a content-length, as the CLI and curl send uploads: the 401 comes before the
-    // body is read, and a chunked body left unread may see its connection closed under it.
+    // Refused before its route reads the body: the body is read and dropped first (up to
+    // 1 MiB), so the caller gets the problem whether the upload has a content-length (as the
+    // CLI and curl send it) or streams in chunks, which used to see the connection closed.
     const form = new Response(fnUpload("x"));
+    const bytes = new Uint8Array(await form.arrayBuffer());
     const anon = await fetch(`${p.url}/__platform/tenants/fn-one/deployment`, {
       method: "PUT",
       headers: { "content-type": form.headers.get("content-type") },
-      body: await form.arrayBuffer(),
+      body: bytes,
     });
-    assert.equal(anon.status, 401);
+    assertProblem(assert, { status: anon.status, headers: anon.headers, json: await anon.json() }, 401, "unauthorized");
+    const padding = new Uint8Array(64 * 1024);
+    for (let round = 0; round < 5; round++) {
+      let sent = 0;
+      const chunked = new ReadableStream({
+        pull(controller) {
+          // About 512 KB in 64 KB chunks, then the form itself.
+          if (sent < 8) controller.enqueue(padding);
+          else if (sent === 8) controller.enqueue(bytes);
+          else controller.close();
+          sent++;
+        },
+      });
+      const refused = await fetch(`${p.url}/__platform/tenants/fn-one/deployment`, {
+        method: "PUT",
+        headers: { "content-type": form.headers.get("content-type"), authorization: "Bearer wrong" },
+        body: chunked,
+        duplex: "half",
+      });
+      assertProblem(assert, { status: refused.status, headers: refused.headers, json: await refused.json() }, 401, "unauthorized");
+    }
     // The demo tenants (sample Workers bound by name) still answer.
     const demo = await getJson(`${p.url}/t/demo-fn/hello?name=x`);
     assert.deepEqual(demo.json, { hello: "x" });
