@@ -45,6 +45,10 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const firstPool = Number(process.env.BENCH_PAID_PAYMENTS ?? 4000);
 const freeCalls = Number(process.env.BENCH_FREE_CALLS ?? 50_000);
 const killCalls = Number(process.env.BENCH_KILL_CALLS ?? 200);
+// BENCH_ONLY=free: only the free cases (no paid cases, no ledger probe), for quick looks;
+// BENCH_VARS: JSON of extra dispatcher vars (e.g. {"USAGE_EVENTS_ENABLED":"false"}).
+const freeOnly = process.env.BENCH_ONLY === "free";
+const extraVars = JSON.parse(process.env.BENCH_VARS ?? "{}");
 const AMOUNT = pricedTenant().price.amountAtomic;
 const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim() || 100);
 
@@ -230,7 +234,7 @@ const LEDGER_PROBE = "ledger-probe";
 const p = await startLocal({
   persistDir: null,
   directSockets: true,
-  vars: { FACILITATOR_URL: fac.url },
+  vars: { FACILITATOR_URL: fac.url, ...extraVars },
   extraWorkers: [
     {
       // One ledger object driven directly (reserve + settle pairs), no dispatcher in between.
@@ -238,7 +242,7 @@ const p = await startLocal({
       compatibilityDate: "2026-04-20",
       modulesRoot: ROOT,
       modules: [{ type: "ESModule", path: path.join(ROOT, "scripts/bench/fixtures/ledger-probe.mjs") }],
-      durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" } },
+      durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" }, FLOOR: { className: "FloorObject", useSQLite: true } },
     },
     {
       name: PEER,
@@ -318,9 +322,9 @@ try {
   for (let round = 0; round < rounds; round++) {
     const paidOrder = round % 2 ? ["peerPaid", "dispatcherPaid"] : ["dispatcherPaid", "peerPaid"];
     const freeOrder = round % 2 ? ["direct", "dispatcherFree"] : ["dispatcherFree", "direct"];
-    for (const k of paidOrder) await runPaid(k);
+    if (!freeOnly) for (const k of paidOrder) await runPaid(k);
     for (const k of freeOrder) await runFree(k);
-    process.stderr.write(`round ${round + 1}/${rounds}: ` + Object.entries(results).map(([k, v]) => `${k} ${v.at(-1).rps.toFixed(0)}/s`).join(", ") + "\n");
+    process.stderr.write(`round ${round + 1}/${rounds}: ` + Object.entries(results).map(([k, v]) => `${k} ${v.length ? v.at(-1).rps.toFixed(0) : "-"}/s`).join(", ") + "\n");
   }
 
   const med = (k) => {
@@ -371,7 +375,9 @@ try {
   const busy = (r) => ((r.facilitator * r.rps) / 10).toFixed(0);
   console.log(`facilitator stand-in busy (CPU per call x req/s): ${busy(m.peerPaid)}% of a core under the peer, ${busy(m.dispatcherPaid)}% under the dispatcher (it recovers the EIP-712 signer at /verify and again at /settle, in JS)`);
   // One ledger object, driven directly: reserve + settle pairs per second.
-  const probe = (n, inflight) => fetch(`${p.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=${inflight}`).then((r) => r.json());
+  const probe = (n, inflight, floor = false) =>
+    fetch(`${p.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=${inflight}${floor ? "&floor=1" : ""}`).then((r) => r.json());
+  if (!freeOnly) {
   await probe(300, 16);
   const ledgerRuns = [];
   for (let i = 0; i < rounds; i++) {
@@ -384,6 +390,20 @@ try {
       `${median(ledgerRuns.map((r) => r.rate)).toFixed(0)} reserve+settle pairs/s (runs: ${ledgerRuns.map((r) => r.rate.toFixed(0)).join("/")}), ` +
       `workerd CPU ${median(ledgerRuns.map((r) => r.cpu)).toFixed(3)} ms per pair, failed ${ledgerRuns.reduce((a, r) => a + r.failed, 0)}`,
   );
+  // The ceiling: the same two requests per pair to a JS object that only answers them.
+  await probe(300, 16, true);
+  const floorRuns = [];
+  for (let i = 0; i < rounds; i++) {
+    const c0 = cpuMs(pids);
+    const r = await probe(3000, 16, true);
+    floorRuns.push({ rate: (r.pairs * 1000) / r.ms, cpu: (cpuMs(pids) - c0) / r.pairs });
+  }
+  console.log(
+    `the same two requests per pair to a JS Durable Object that only answers them (FloorObject, no storage, no ledger work): ` +
+      `${median(floorRuns.map((r) => r.rate)).toFixed(0)} pairs/s (runs: ${floorRuns.map((r) => r.rate.toFixed(0)).join("/")}), ` +
+      `workerd CPU ${median(floorRuns.map((r) => r.cpu)).toFixed(3)} ms per pair: the round trips alone, the ceiling for any ledger object here`,
+  );
+  }
   console.log(`per round (req/s): ` + Object.entries(results).map(([k, v]) => `${k} ${v.map((r) => r.rps.toFixed(0)).join("/")}`).join("; "));
   const targetP99 = 2 * m.direct.p99 + 5;
   console.log(

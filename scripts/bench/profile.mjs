@@ -1,8 +1,11 @@
 // A CPU profile of the dispatcher's isolate (the dispatcher and its Durable Objects run in
 // it) under load, from workerd's inspector: where the server CPU of a call goes.
 //
-//   node scripts/bench/profile.mjs [paid|free] [seconds]
+//   node scripts/bench/profile.mjs [paid|free|ledger] [seconds]
 //
+// `ledger` profiles one tenant ledger object driven directly by reserve + settle pairs
+// (scripts/bench/fixtures/ledger-probe.mjs, as in scripts/bench-peer): seconds is then the
+// number of thousands of pairs.
 // Prints workerd CPU per call and the functions with the most self time (wasm functions by
 // index unless the build kept its name section), and writes the .cpuprofile (Chrome
 // DevTools can open it) to $PROFILE_OUT (default /tmp/claw-<mode>.cpuprofile).
@@ -118,7 +121,25 @@ function cdp(wsUrl) {
 
 const inspectorPort = 9300 + Math.floor(Math.random() * 500);
 const fac = await startFacilitator();
-const p = await startLocal({ persistDir: null, directSockets: true, vars: { FACILITATOR_URL: fac.url }, inspectorPort });
+const LEDGER_PROBE = "ledger-probe";
+const p = await startLocal({
+  persistDir: null,
+  directSockets: true,
+  // PROFILE_VARS: JSON of extra dispatcher vars (e.g. {"USAGE_EVENTS_ENABLED":"false"}).
+  vars: { FACILITATOR_URL: fac.url, ...JSON.parse(process.env.PROFILE_VARS ?? "{}") },
+  inspectorPort,
+  extraWorkers: [
+    {
+      name: LEDGER_PROBE,
+      compatibilityDate: "2026-04-20",
+      modulesRoot: ROOT,
+      modules: [{ type: "ESModule", path: path.join(ROOT, "scripts/bench/fixtures/ledger-probe.mjs") }],
+      durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" }, FLOOR: { className: "FloorObject", useSQLite: true } },
+    },
+  ],
+});
+const probe = (n) =>
+  fetch(`${p.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=16`).then((r) => r.json());
 try {
   await seedDemoTenants(p.url);
   await seedDemoTenants(p.url, undefined, { "bench-paid": pricedTenant() });
@@ -138,6 +159,8 @@ try {
     await load(url, () => warm.pop() ?? null, 2);
     const pool = await sign(Number(process.env.PROFILE_PAYMENTS ?? 3000));
     next = () => pool.pop() ?? null;
+  } else if (mode === "ledger") {
+    await probe(300);
   } else {
     await load(url, next, 1);
   }
@@ -151,7 +174,10 @@ try {
   await c.send("Profiler.start");
   const cpu0 = workerdCpuMs();
   const t0 = performance.now();
-  const r = await load(url, next, seconds);
+  const r =
+    mode === "ledger"
+      ? await probe(seconds * 1000).then((x) => ({ ok: x.pairs - x.failed, other: { failed: x.failed } }))
+      : await load(url, next, seconds);
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = workerdCpuMs() - cpu0;
   const { result } = await c.send("Profiler.stop");
@@ -168,7 +194,7 @@ try {
     self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0) / 1000);
   }
   const total = [...self.values()].reduce((a, b) => a + b, 0);
-  console.log(`${mode}: ${r.ok} calls ok (${JSON.stringify(r.other)}) in ${elapsed.toFixed(1)} s = ${(r.ok / elapsed).toFixed(0)}/s; workerd CPU ${(cpu / Math.max(1, r.ok)).toFixed(2)} ms per call`);
+  console.log(`${mode}: ${r.ok} calls ok (${JSON.stringify(r.other)}) in ${elapsed.toFixed(1)} s = ${(r.ok / elapsed).toFixed(0)}/s (ledger: pairs); workerd CPU ${(cpu / Math.max(1, r.ok)).toFixed(2)} ms per call`);
   console.log(`dispatcher isolate profile: ${(total / Math.max(1, r.ok)).toFixed(3)} ms sampled per call (incl. idle/program); top self time:`);
   for (const [k, v] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.PROFILE_TOP ?? 40))) {
     console.log(`${(v / Math.max(1, r.ok)).toFixed(4).padStart(9)} ms/call ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
