@@ -165,7 +165,10 @@ try {
     await load(url, next, 1);
   }
   const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
-  const target = targets.find((t) => /claw-dispatcher/.test(t.title ?? "") || /claw-dispatcher/.test(t.url ?? ""));
+  // PROFILE_TARGET: a regex of the isolate to profile (default the dispatcher's).
+  const want = new RegExp(process.env.PROFILE_TARGET ?? "claw-dispatcher");
+  if (process.env.PROFILE_TARGET) console.log(`inspector targets: ${targets.map((t) => t.title).join(", ")}`);
+  const target = targets.find((t) => want.test(t.title ?? "") || want.test(t.url ?? ""));
   if (!target) throw new Error(`no dispatcher inspector target: ${JSON.stringify(targets.map((t) => t.title))}`);
   const c = cdp(target.webSocketDebuggerUrl);
   await c.ready;

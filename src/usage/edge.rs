@@ -66,7 +66,7 @@ thread_local! {
 /// (`crate::usage::pack_events`) and sent in as few `sendBatch` calls as Queues' limits allow.
 const EVENTS_PER_ROUND: usize = 1_000;
 /// A call's pause before it sends what is pending, so that concurrent calls' events join.
-const SEND_PAUSE_MS: u64 = 5;
+const SEND_PAUSE_MS: u64 = 50;
 /// Events pending in one isolate at most (the queue is not keeping up beyond that).
 const MAX_PENDING: usize = 10_000;
 
