@@ -8,7 +8,9 @@
 // of the server.
 //
 //   node scripts/bench/stalls.mjs            (BENCH_CALLS=30000, BENCH_CONCURRENCY=32,
-//                                             BENCH_VARS='{"USAGE_EVENTS_ENABLED":"false"}')
+//                                             BENCH_VARS='{"USAGE_EVENTS_ENABLED":"false"}',
+//                                             BENCH_TARGET=direct: the load goes straight to
+//                                             the tenant Worker instead)
 //
 // Prints, per second of the run, the slowest answer of each probe and of the load when it
 // took over STALL_MS (default 900 ms).
@@ -20,6 +22,7 @@ const calls = Number(process.env.BENCH_CALLS ?? 30_000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const stallMs = Number(process.env.STALL_MS ?? 900);
 const vars = JSON.parse(process.env.BENCH_VARS ?? "{}");
+const direct = process.env.BENCH_TARGET === "direct";
 
 const p = await startLocal({ persistDir: null, directSockets: true, vars });
 try {
@@ -73,9 +76,9 @@ try {
       while (sent < calls) {
         sent++;
         const s = Date.now();
-        const status = await get(agent, `${base}/t/demo-fn/hello`);
+        const status = await get(agent, direct ? `${p.directUrls["demo-fn"]}/hello` : `${base}/t/demo-fn/hello`);
         if (status !== 200) failed[status] = (failed[status] ?? 0) + 1;
-        note("load: free call through the dispatcher", s, Date.now() - s);
+        note(direct ? "load: free call straight to the tenant Worker" : "load: free call through the dispatcher", s, Date.now() - s);
       }
     }),
   );
@@ -84,7 +87,7 @@ try {
   await Promise.all(probes);
   agent.destroy();
   const secs = (Date.now() - t0) / 1000;
-  console.log(`${calls} free calls at C=${concurrency} in ${secs.toFixed(1)} s (${(calls / secs).toFixed(0)}/s), not 200: ${JSON.stringify(failed)}, vars ${JSON.stringify(vars)}`);
+  console.log(`${calls} free calls ${direct ? "straight to the tenant Worker" : "through the dispatcher"} at C=${concurrency} in ${secs.toFixed(1)} s (${(calls / secs).toFixed(0)}/s), not 200: ${JSON.stringify(failed)}, vars ${JSON.stringify(vars)}`);
   console.log(`answers over ${stallMs} ms, slowest per second and source:`);
   const rows = [...slow.entries()].sort((a, b) => parseInt(a[0]) - parseInt(b[0]) || a[0].localeCompare(b[0]));
   for (const [k, ms] of rows) console.log(`  ${k}: ${ms} ms`);

@@ -53,9 +53,22 @@ pub async fn call(
 /// The tenant's record, from the isolate cache or the registry; `None` if there is none.
 pub async fn tenant(env: &Env, slug: &str) -> Result<Option<Rc<TenantRecord>>, Problem> {
     let now = crate::http::respond::now_ms();
-    if let Lookup::Hit(v) = CACHE.with(|c| c.borrow().get(slug, now)) {
+    if let Lookup::Hit(v) = CACHE.with(|c| c.borrow_mut().lookup(slug, now)) {
         return Ok(v);
     }
+    let fetched = fetch_record(env, slug).await;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        match &fetched {
+            Ok(record) => c.put(slug, record.clone(), now),
+            Err(_) => c.refresh_failed(slug),
+        }
+    });
+    fetched
+}
+
+/// The tenant's record as the registry has it now.
+async fn fetch_record(env: &Env, slug: &str) -> Result<Option<Rc<TenantRecord>>, Problem> {
     let resp = call(env, Method::Get, &format!("/tenants/{slug}"), None).await?;
     let record = match resp.status_code() {
         200 => {
@@ -70,7 +83,6 @@ pub async fn tenant(env: &Env, slug: &str) -> Result<Option<Rc<TenantRecord>>, P
             return Err(unavailable_problem());
         }
     };
-    CACHE.with(|c| c.borrow_mut().put(slug, record.clone(), now));
     Ok(record)
 }
 
