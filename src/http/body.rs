@@ -27,28 +27,44 @@ extern "C" {
     fn value(this: &ReadChunk) -> JsValue;
 }
 
-/// Reads `stream` to its end within `limit` bytes; past it, the stream is cancelled.
-pub async fn read_stream(stream: &ReadableStream, limit: usize) -> Result<Vec<u8>, ReadError> {
+/// Reads `stream` chunk by chunk through one reader, handing each chunk to `take`, until the
+/// stream ends (`Ok`) or breaks off or `take` refuses a chunk (that `Err`, and the stream is
+/// cancelled: nothing more is wanted of it).
+async fn each_chunk(
+    stream: &ReadableStream,
+    mut take: impl FnMut(&Uint8Array) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
     let reader = ReadableStreamDefaultReader::new(stream).map_err(|_| ReadError::Broken)?;
-    let mut body = CappedBody::new(limit);
     loop {
         let chunk: ReadChunk = JsFuture::from(reader.read())
             .await
             .map_err(|_| ReadError::Broken)?
             .unchecked_into();
         if chunk.done() {
-            return Ok(body.finish());
+            return Ok(());
         }
-        let bytes: Uint8Array = chunk.value().dyn_into().map_err(|_| ReadError::Broken)?;
-        match body.extend(bytes.length() as usize) {
-            Ok(room) => bytes.copy_to(room),
-            Err(e) => {
-                // Nothing more is wanted of it; the promise settles either way.
-                let _ = reader.cancel();
-                return Err(e);
-            }
+        let taken = chunk
+            .value()
+            .dyn_into::<Uint8Array>()
+            .map_err(|_| ReadError::Broken)
+            .and_then(|bytes| take(&bytes));
+        if let Err(e) = taken {
+            // The promise settles either way.
+            let _ = reader.cancel();
+            return Err(e);
         }
     }
+}
+
+/// Reads `stream` to its end within `limit` bytes; past it, the stream is cancelled.
+pub async fn read_stream(stream: &ReadableStream, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut body = CappedBody::new(limit);
+    each_chunk(stream, |bytes| {
+        bytes.copy_to(body.extend(bytes.length() as usize)?);
+        Ok(())
+    })
+    .await?;
+    Ok(body.finish())
 }
 
 /// Reads and drops at most `limit` bytes of a request body that will not be used (the
@@ -60,28 +76,16 @@ pub async fn discard(req: &Request, limit: usize) {
     let Some(stream) = req.inner().body() else {
         return;
     };
-    let Ok(reader) = ReadableStreamDefaultReader::new(&stream) else {
-        return;
-    };
     let mut seen = 0usize;
-    loop {
-        let Ok(chunk) = JsFuture::from(reader.read()).await else {
-            return;
-        };
-        let chunk: ReadChunk = chunk.unchecked_into();
-        if chunk.done() {
-            return;
-        }
-        let len = chunk
-            .value()
-            .dyn_into::<Uint8Array>()
-            .map_or(0, |b| b.length() as usize);
-        seen = seen.saturating_add(len);
+    let _ = each_chunk(&stream, |bytes| {
+        seen = seen.saturating_add(bytes.length() as usize);
         if seen > limit {
-            let _ = reader.cancel();
-            return;
+            Err(ReadError::TooLarge)
+        } else {
+            Ok(())
         }
-    }
+    })
+    .await;
 }
 
 /// A response's body within `limit` bytes (see the module docs).

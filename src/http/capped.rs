@@ -1,6 +1,6 @@
 //! Reading a body with a hard size bound: a platform route's body, a facilitator's answer,
 //! a paid call's tenant answer, a proxy upstream's body, Cloudflare's API answers. The rule
-//! is pure ([`CappedBody`], tested natively); `super::body::read_capped` feeds it a body
+//! is pure ([`CappedBody`], tested natively); `super::body::read_stream` feeds it a body
 //! stream's chunks in the Worker build.
 
 /// Why a capped read stopped.
@@ -52,7 +52,7 @@ impl CappedBody {
 
 /// Whether a body whose declared `content-length` is `declared` can be read whole, in one
 /// piece, within `limit`: only when a length is declared and fits (the HTTP framing then
-/// holds the body to it). Otherwise [`read_capped`] reads it chunk by chunk.
+/// holds the body to it). Otherwise `super::body::read_stream` reads it chunk by chunk.
 pub fn whole_read_fits(declared: Option<&str>, limit: usize) -> bool {
     declared
         .and_then(|v| v.trim().parse::<usize>().ok())
