@@ -34,9 +34,10 @@ import http from "node:http";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { startLocal, seedDemoTenants, ROOT } from "../local/runtime.mjs";
+import { ledgerProbeWorker, probePairs, startFacilitatorProcess } from "./common.mjs";
 import { pricedTenant, payHeaders, unb64, PAY_TO, USDC_BASE_SEPOLIA } from "../../tests/e2e/x402_client.mjs";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 8);
@@ -162,21 +163,6 @@ async function load(url, next, { s = seconds, cpu = null, calls = Infinity } = {
 
 // ---- setup --------------------------------------------------------------------------------
 
-/// The facilitator stand-in, standalone, in a child node process.
-async function startFacilitatorProcess() {
-  const child = spawn(process.execPath, [path.join(ROOT, "tests/fakes/x402_facilitator.mjs"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
-  const url = await new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (c) => {
-      out += c;
-      const m = out.match(/on (http:\/\/[^\s]+)/);
-      if (m) resolve(m[1]);
-    });
-    child.on("exit", (code) => reject(new Error(`facilitator stand-in exited (${code})`)));
-  });
-  return { url, pid: child.pid, close: () => child.kill("SIGTERM") };
-}
-
 function bundlePeer() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-peer-"));
   const out = path.join(dir, "peer-hono.js");
@@ -230,20 +216,12 @@ const median = (xs) => {
 const fac = await startFacilitatorProcess();
 const peer = bundlePeer();
 const PEER = "peer-hono";
-const LEDGER_PROBE = "ledger-probe";
 const p = await startLocal({
   persistDir: null,
   directSockets: true,
   vars: { FACILITATOR_URL: fac.url, ...extraVars },
   extraWorkers: [
-    {
-      // One ledger object driven directly (reserve + settle pairs), no dispatcher in between.
-      name: LEDGER_PROBE,
-      compatibilityDate: "2026-04-20",
-      modulesRoot: ROOT,
-      modules: [{ type: "ESModule", path: path.join(ROOT, "scripts/bench/fixtures/ledger-probe.mjs") }],
-      durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" }, FLOOR: { className: "FloorObject", useSQLite: true } },
-    },
+    ledgerProbeWorker(),
     {
       name: PEER,
       compatibilityDate: "2026-04-20",
@@ -375,8 +353,7 @@ try {
   const busy = (r) => ((r.facilitator * r.rps) / 10).toFixed(0);
   console.log(`facilitator stand-in busy (CPU per call x req/s): ${busy(m.peerPaid)}% of a core under the peer, ${busy(m.dispatcherPaid)}% under the dispatcher (it recovers the EIP-712 signer at /verify and again at /settle, in JS)`);
   // One ledger object, driven directly: reserve + settle pairs per second.
-  const probe = (n, inflight, floor = false) =>
-    fetch(`${p.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=${inflight}${floor ? "&floor=1" : ""}`).then((r) => r.json());
+  const probe = (n, inflight, floor = false) => probePairs(p, n, inflight, floor);
   if (!freeOnly) {
   await probe(300, 16);
   const ledgerRuns = [];

@@ -15,10 +15,11 @@
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 import { startLocal, seedDemoTenants, ROOT } from "../local/runtime.mjs";
+import { ledgerProbeWorker, probePairs, startFacilitatorProcess } from "./common.mjs";
 import { pricedTenant, payHeaders, unb64 } from "../../tests/e2e/x402_client.mjs";
 
 const mode = process.argv[2] ?? "paid";
@@ -50,18 +51,6 @@ function workerdCpuMs() {
   return ticks * (1000 / CLK_TCK);
 }
 
-function startFacilitator() {
-  const child = spawn(process.execPath, [path.join(ROOT, "tests/fakes/x402_facilitator.mjs"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    child.stdout.on("data", (c) => {
-      buf += c;
-      const m = buf.match(/on (http:\/\/[^\s]+)/);
-      if (m) resolve({ url: m[1], close: () => child.kill("SIGTERM") });
-    });
-    child.on("exit", (code) => reject(new Error(`facilitator exited ${code}`)));
-  });
-}
 
 function request(agent, url, headers) {
   const u = new URL(url);
@@ -120,26 +109,16 @@ function cdp(wsUrl) {
 }
 
 const inspectorPort = 9300 + Math.floor(Math.random() * 500);
-const fac = await startFacilitator();
-const LEDGER_PROBE = "ledger-probe";
+const fac = await startFacilitatorProcess();
 const p = await startLocal({
   persistDir: null,
   directSockets: true,
   // PROFILE_VARS: JSON of extra dispatcher vars (e.g. {"USAGE_EVENTS_ENABLED":"false"}).
   vars: { FACILITATOR_URL: fac.url, ...JSON.parse(process.env.PROFILE_VARS ?? "{}") },
   inspectorPort,
-  extraWorkers: [
-    {
-      name: LEDGER_PROBE,
-      compatibilityDate: "2026-04-20",
-      modulesRoot: ROOT,
-      modules: [{ type: "ESModule", path: path.join(ROOT, "scripts/bench/fixtures/ledger-probe.mjs") }],
-      durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" }, FLOOR: { className: "FloorObject", useSQLite: true } },
-    },
-  ],
+  extraWorkers: [ledgerProbeWorker()],
 });
-const probe = (n) =>
-  fetch(`${p.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=16`).then((r) => r.json());
+const probe = (n) => probePairs(p, n, 16);
 try {
   await seedDemoTenants(p.url);
   await seedDemoTenants(p.url, undefined, { "bench-paid": pricedTenant() });
