@@ -32,10 +32,10 @@ export const ledgerProbeWorker = () => ({
   compatibilityDate: "2026-04-20",
   modulesRoot: ROOT,
   modules: [{ type: "ESModule", path: path.join(ROOT, "scripts/bench/fixtures/ledger-probe.mjs") }],
-  durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" }, FLOOR: { className: "FloorObject", useSQLite: true } },
+  durableObjects: { LEDGER: { className: "TenantLedger", scriptName: "claw-dispatcher" }, FLOOR: { className: "FloorObject", useSQLite: true }, RPC_FLOOR: { className: "RpcFloorObject", useSQLite: true } },
 });
 
 /// `n` reserve + settle pairs, `inflight` at once, against the ledger (or the floor object):
 /// {pairs, ms, failed}.
 export const probePairs = (local, n, inflight, floor = false) =>
-  fetch(`${local.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=${inflight}${floor ? "&floor=1" : ""}`).then((r) => r.json());
+  fetch(`${local.directUrls[LEDGER_PROBE]}/pairs?tenant=bench-ledger&n=${n}&inflight=${inflight}${floor === true ? "&floor=1" : floor ? `&floor=${floor}` : ""}`).then((r) => r.json());

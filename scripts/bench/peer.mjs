@@ -367,19 +367,25 @@ try {
       `${median(ledgerRuns.map((r) => r.rate)).toFixed(0)} reserve+settle pairs/s (runs: ${ledgerRuns.map((r) => r.rate.toFixed(0)).join("/")}), ` +
       `workerd CPU ${median(ledgerRuns.map((r) => r.cpu)).toFixed(3)} ms per pair, failed ${ledgerRuns.reduce((a, r) => a + r.failed, 0)}`,
   );
-  // The ceiling: the same two requests per pair to a JS object that only answers them.
-  await probe(300, 16, true);
-  const floorRuns = [];
-  for (let i = 0; i < rounds; i++) {
-    const c0 = cpuMs(pids);
-    const r = await probe(3000, 16, true);
-    floorRuns.push({ rate: (r.pairs * 1000) / r.ms, cpu: (cpuMs(pids) - c0) / r.pairs });
+  // The ceilings: the same two calls per pair to JS objects that do no ledger work.
+  const floors = [
+    [true, "the same two requests per pair to a JS Durable Object that only answers them (FloorObject, no storage)", "the fetch round trips alone"],
+    ["rpc", "the same two calls as JS RPC methods (RpcFloorObject, no Request/Response, no storage)", "what a ledger reached over RPC could not beat"],
+    ["rpc-sql", "the same RPC calls, each writing one SQLite row (a durable commit per call, as every ledger write is)", "the ceiling of one commit per call on this disk"],
+  ];
+  for (const [floor, what, meaning] of floors) {
+    await probe(300, 16, floor);
+    const floorRuns = [];
+    for (let i = 0; i < rounds; i++) {
+      const c0 = cpuMs(pids);
+      const r = await probe(3000, 16, floor);
+      floorRuns.push({ rate: (r.pairs * 1000) / r.ms, cpu: (cpuMs(pids) - c0) / r.pairs });
+    }
+    console.log(
+      `${what}: ${median(floorRuns.map((r) => r.rate)).toFixed(0)} pairs/s (runs: ${floorRuns.map((r) => r.rate.toFixed(0)).join("/")}), ` +
+        `workerd CPU ${median(floorRuns.map((r) => r.cpu)).toFixed(3)} ms per pair: ${meaning}`,
+    );
   }
-  console.log(
-    `the same two requests per pair to a JS Durable Object that only answers them (FloorObject, no storage, no ledger work): ` +
-      `${median(floorRuns.map((r) => r.rate)).toFixed(0)} pairs/s (runs: ${floorRuns.map((r) => r.rate.toFixed(0)).join("/")}), ` +
-      `workerd CPU ${median(floorRuns.map((r) => r.cpu)).toFixed(3)} ms per pair: the round trips alone, the ceiling for any ledger object here`,
-  );
   }
   console.log(`per round (req/s): ` + Object.entries(results).map(([k, v]) => `${k} ${v.map((r) => r.rps.toFixed(0)).join("/")}`).join("; "));
   const targetP99 = 2 * m.direct.p99 + 5;
