@@ -18,6 +18,7 @@ use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
 
 use crate::bindings::{self, PLATFORM_DOMAIN, ROLE_OUTBOUND, WORKER_ROLE};
 use crate::http::respond;
+use crate::http::turns::YieldBudget;
 use crate::registry::edge as registry;
 use crate::route::{resolve, Target};
 
@@ -32,21 +33,23 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     Ok(outcome.unwrap_or_else(|p| respond::problem(&p)))
 }
 
-/// Lets the runtime look at its sockets before this request runs: a zero-delay timer fires
-/// only once the event loop has run out of ready work and polled for I/O.
-///
-/// workerd's event loop (KJ) polls sockets only when its queue of ready events is empty. A
-/// dispatcher call is a chain of in-process steps (limiter, registry, ledger and usage
-/// objects, the tenant Worker), and on a keep-alive connection whose next request is already
-/// buffered the read completes at once too. So under saturation the queue never empties:
-/// connections with bytes in flight are served again and again while a connection that had
-/// to wait (a slower client, a new connection) is not read for seconds.
-/// `scripts/bench/stalls.mjs` showed every probe of the process stalled together for 1.4-4.6 s
-/// (one `strace` saw 25 s without an `epoll_wait`), and the free bench dropped connections;
-/// with this yield the worst call was 0.56 s and none was dropped in 50,000. It is the same remedy as Tokio's cooperative budget: every
-/// request passes one point where waiting I/O gets its turn. Cost: one timer per request.
+/// Lets the runtime poll its sockets before this request runs, on every
+/// [`YIELD_EVERY`](crate::http::turns::YIELD_EVERY)-th request of the isolate: a zero-delay
+/// timer fires only once the event loop has run out of ready work and polled for I/O. Why
+/// and how often: `crate::http::turns`. The same remedy as Tokio's cooperative budget.
 async fn yield_to_io() {
-    worker::Delay::from(std::time::Duration::ZERO).await;
+    if BUDGET.with(|b| {
+        let mut budget = b.get();
+        let due = budget.take();
+        b.set(budget);
+        due
+    }) {
+        worker::Delay::from(std::time::Duration::ZERO).await;
+    }
+}
+
+thread_local! {
+    static BUDGET: std::cell::Cell<YieldBudget> = std::cell::Cell::new(YieldBudget::default());
 }
 
 /// The usage queue's consumer (`crate::usage::edge::consume`).
