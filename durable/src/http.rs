@@ -50,6 +50,17 @@ pub async fn body_text(resp: &Response) -> Result<String> {
     String::from_utf8(body_bytes(resp).await?).map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
+/// Longest piece of a failed answer that goes into a log line.
+pub const MAX_LOGGED_ANSWER_BYTES: usize = 200;
+
+/// The start of a failed answer's body, for a log line: at most
+/// [`MAX_LOGGED_ANSWER_BYTES`], cut at a character boundary; empty when unreadable.
+pub async fn answer_excerpt(resp: &Response) -> String {
+    let mut text = body_text(resp).await.unwrap_or_default();
+    text.truncate(text.floor_char_boundary(MAX_LOGGED_ANSWER_BYTES));
+    text
+}
+
 /// [`body_bytes`] as JSON.
 pub async fn body_json<T: DeserializeOwned>(resp: &Response) -> Result<T> {
     serde_json::from_slice(&body_bytes(resp).await?).map_err(worker::Error::from)

@@ -23,9 +23,6 @@ use crate::x402::{HEADER_PAYMENT_SIGNATURE, HEADER_X_PAYMENT};
 /// The limiter object's internal route (the host is never resolved).
 const CHECK_URL: &str = "https://limiter.internal/check";
 
-/// Longest piece of a failed limiter answer that goes to the log.
-const MAX_LOGGED_BYTES: usize = 200;
-
 thread_local! {
     /// Round-robin counter over global shards, per isolate. It starts at a random point so
     /// that fresh isolates do not all begin on shard 0.
@@ -182,14 +179,8 @@ async fn fetch_decision(env: &Env, check: &Check) -> Result<Decision, String> {
         .map_err(|e| format!("fetch: {e}"))?;
     let status = resp.status_code();
     if status != 200 {
-        let text = claw_durable::http::body_text(&resp)
-            .await
-            .unwrap_or_default();
-        let end = (0..=MAX_LOGGED_BYTES.min(text.len()))
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        return Err(format!("answered {status}: {}", &text[..end]));
+        let text = claw_durable::http::answer_excerpt(&resp).await;
+        return Err(format!("answered {status}: {text}"));
     }
     claw_durable::http::body_json::<Decision>(&resp)
         .await

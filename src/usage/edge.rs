@@ -46,8 +46,6 @@ const EVENTS_URL: &str = "https://events.internal/events";
 const EMULATOR_SUBREQUESTS_HEADER: &str = "x-wfp-emulator-subrequests";
 /// Attempts at handing one event to the queue.
 const SEND_ATTEMPTS: u32 = 2;
-/// Longest piece of a failed answer that goes to the log.
-const MAX_LOGGED_BYTES: usize = 200;
 
 #[wasm_bindgen]
 extern "C" {
@@ -395,12 +393,6 @@ async fn post(env: &Env, tenant: &str, events: &[&UsageEvent]) -> Result<(), Str
     if status == 200 {
         return Ok(());
     }
-    let text = claw_durable::http::body_text(&resp)
-        .await
-        .unwrap_or_default();
-    let end = (0..=MAX_LOGGED_BYTES.min(text.len()))
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    Err(format!("answered {status}: {}", &text[..end]))
+    let text = claw_durable::http::answer_excerpt(&resp).await;
+    Err(format!("answered {status}: {text}"))
 }

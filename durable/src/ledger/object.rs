@@ -328,16 +328,10 @@ impl TenantLedger {
                 .await
                 .map_err(|e| format!("events object: {e}"))?;
             if resp.status_code() != 200 {
-                let text = crate::http::body_text(&resp).await.unwrap_or_default();
-                let end = text.len().min(200);
-                let end = (0..=end)
-                    .rev()
-                    .find(|&i| text.is_char_boundary(i))
-                    .unwrap_or(0);
                 return Err(format!(
                     "events object answered {}: {}",
                     resp.status_code(),
-                    &text[..end]
+                    crate::http::answer_excerpt(&resp).await
                 ));
             }
             let ids: Vec<String> = pending.into_iter().map(|p| p.id).collect();
