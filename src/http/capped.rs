@@ -39,12 +39,6 @@ impl CappedBody {
         Ok(&mut self.body[start..])
     }
 
-    /// Appends `chunk` within the limit.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
-        self.extend(chunk.len())?.copy_from_slice(chunk);
-        Ok(())
-    }
-
     pub fn finish(self) -> Vec<u8> {
         self.body
     }
@@ -63,10 +57,16 @@ pub fn whole_read_fits(declared: Option<&str>, limit: usize) -> bool {
 mod tests {
     use super::*;
 
+    /// Appends `chunk` within the limit, as the Worker build's `body::read_stream` does.
+    fn push(body: &mut CappedBody, chunk: &[u8]) -> Result<(), ReadError> {
+        body.extend(chunk.len())?.copy_from_slice(chunk);
+        Ok(())
+    }
+
     fn read(parts: &[&[u8]], limit: usize) -> Result<Vec<u8>, ReadError> {
         let mut body = CappedBody::new(limit);
         for p in parts {
-            body.push(p)?;
+            push(&mut body, p)?;
         }
         Ok(body.finish())
     }
@@ -98,8 +98,8 @@ mod tests {
     #[test]
     fn a_refused_chunk_keeps_nothing_of_itself() {
         let mut body = CappedBody::new(4);
-        body.push(b"ab").unwrap();
-        assert_eq!(body.push(b"cde"), Err(ReadError::TooLarge));
+        push(&mut body, b"ab").unwrap();
+        assert_eq!(push(&mut body, b"cde"), Err(ReadError::TooLarge));
         assert_eq!(body.extend(usize::MAX).err(), Some(ReadError::TooLarge));
         assert_eq!(body.finish(), b"ab".to_vec());
     }

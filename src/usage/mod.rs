@@ -477,6 +477,9 @@ pub fn emulator_subrequests(header: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use claw_durable::events::classify;
+    use proptest::prelude::*;
 
     fn event_json(i: usize) -> String {
         format!(
@@ -530,9 +533,6 @@ mod tests {
         assert!(unpack_events("not json").is_none());
         assert!(unpack_events("[1, 2]").is_none());
     }
-    use super::*;
-    use claw_durable::events::classify;
-    use proptest::prelude::*;
 
     const SALT: &[u8] = b"test-salt-0123456789";
     const NOW: i64 = 1_800_000_000_000;
