@@ -36,20 +36,28 @@ pub fn now_ms() -> i64 {
 }
 
 /// `answer` with its body streamed through and its headers copied (a fetched answer's
-/// headers are immutable), minus those `drop` selects by lowercase name.
+/// headers are immutable), minus those `drop` selects by lowercase name. Its status text is
+/// not carried (HTTP/2 and 3 have none). A status the runtime's `Response` refuses (outside
+/// 200-599, e.g. a 101 upgrade) is an `Err` here, never a panic where the Worker answers.
 pub fn restream(
     answer: &web_sys::Response,
     drop: impl Fn(&str) -> bool,
 ) -> Result<Response, JsValue> {
+    let status = answer.status();
+    if !(200..=599).contains(&status) {
+        return Err(JsValue::from_str("answer status outside 200-599"));
+    }
     let headers = web_sys::Headers::new_with_headers(&answer.headers())?;
     drop_headers(&headers, drop)?;
-    let init = web_sys::ResponseInit::new();
-    init.set_status(answer.status());
-    init.set_status_text(&answer.status_text());
-    init.set_headers(&headers);
-    let out =
-        web_sys::Response::new_with_opt_readable_stream_and_init(answer.body().as_ref(), &init)?;
-    Ok(Response::from(out))
+    // Built on the Rust side: the runtime's Response is made once, where the Worker answers
+    // (workers-rs converts it then), not here and again there.
+    let builder = worker::ResponseBuilder::new()
+        .with_status(status)
+        .with_headers(worker::Headers(headers));
+    Ok(match answer.body() {
+        Some(body) => builder.stream(body),
+        None => builder.empty(),
+    })
 }
 
 /// Deletes every header whose (lowercase) name `drop` selects.

@@ -129,6 +129,12 @@ describe("dispatch", () => {
     assert.ok(!r.text.includes("a bug in the tenant"), "the tenant's error message is not leaked");
     assert.equal((await getJson(`${p.url}/t/demo-fn/hello`)).status, 200);
   });
+
+  test("a tenant answering a WebSocket upgrade (101) gets 502 tenant_worker_failed, and the dispatcher lives on", async () => {
+    const r = await getJson(`${p.url}/t/demo-fn/upgrade`);
+    assertProblem(assert, r, 502, "tenant_worker_failed");
+    assert.equal((await getJson(`${p.url}/t/demo-fn/hello`)).status, 200);
+  });
 });
 
 describe("admin API", () => {

@@ -8,7 +8,7 @@ export default {
     const url = new URL(request.url);
     switch (url.pathname) {
       case "/":
-        return Response.json({ api: "demo-fn", path: url.pathname, routes: ["/hello?name=", "/echo", "/status?code=", "/stream?chunks=", "/fetch?url="] });
+        return Response.json({ api: "demo-fn", path: url.pathname, routes: ["/hello?name=", "/echo", "/status?code=", "/stream?chunks=", "/fetch?url=", "/upgrade"] });
       case "/hello":
         return Response.json({ hello: url.searchParams.get("name") ?? "world" });
       case "/echo": {
@@ -27,6 +27,12 @@ export default {
       case "/status": {
         const code = Number(url.searchParams.get("code") ?? "200");
         return new Response(`status ${code}`, { status: code, headers: { "x-demo": "status" } });
+      }
+      case "/upgrade": {
+        // A WebSocket upgrade (status 101), which the platform does not pass through.
+        const [client, server] = Object.values(new WebSocketPair());
+        server.accept();
+        return new Response(null, { status: 101, webSocket: client });
       }
       case "/stream": {
         const chunks = Number(url.searchParams.get("chunks") ?? "3");
