@@ -158,7 +158,8 @@ async function load(url, next, { s = seconds, cpu = null, calls = Infinity } = {
   const elapsed = (performance.now() - start) / 1000;
   // The work the calls left behind (usage events still queued, ledger alarms) is theirs:
   // wait until workerd is idle and charge it to this case, not to the next one.
-  if (cpu) await quiesce(cpu[0][1]);
+  const server = cpu?.find(([k]) => k === "server");
+  if (server) await quiesce(server[1]);
   const cpuUsed = cpu ? Object.fromEntries(cpu.map(([k, f], i) => [k, f() - cpu0[i]])) : {};
   agent.destroy();
   ok.sort((a, b) => a - b);
@@ -237,6 +238,8 @@ const fac = await startFacilitatorProcess();
 const peer = bundlePeer();
 const PEER = "peer-hono";
 const FORWARD_FLOOR = "forward-floor";
+/// The free cases, in the order of even rounds (odd rounds run them reversed).
+const FREE_CASES = ["dispatcherFree", "direct", "forwardFloor"];
 const p = await startLocal({
   persistDir: null,
   directSockets: true,
@@ -299,14 +302,14 @@ try {
     const body = await res.text();
     if (res.status !== 200 || !res.headers.get("payment-response")) throw new Error(`${k}: paid call answered ${res.status} ${body}`);
   }
-  for (const k of ["dispatcherFree", "direct", "forwardFloor"]) {
+  for (const k of FREE_CASES) {
     const res = await fetch(urls[k]);
     if (res.status !== 200) throw new Error(`${k}: ${res.status} ${await res.text()}`);
     await res.text();
   }
 
   // Warm-up: isolates, JIT, config cache, ledger object, facilitator connections.
-  for (const k of ["dispatcherFree", "direct", "forwardFloor"]) await load(urls[k], () => ({}), { s: 1 });
+  for (const k of FREE_CASES) await load(urls[k], () => ({}), { s: 1 });
   for (const k of ["dispatcherPaid", "peerPaid"]) {
     const { pool } = await presign(challenges[k], 300);
     await load(urls[k], () => pool.pop() ?? null, { s: 2 });
@@ -328,7 +331,7 @@ try {
   const runFree = async (k) => results[k].push(await load(urls[k], () => ({}), { cpu, s: Infinity, calls: freeCalls }));
   for (let round = 0; round < rounds; round++) {
     const paidOrder = round % 2 ? ["peerPaid", "dispatcherPaid"] : ["dispatcherPaid", "peerPaid"];
-    const freeOrder = round % 2 ? ["forwardFloor", "direct", "dispatcherFree"] : ["dispatcherFree", "direct", "forwardFloor"];
+    const freeOrder = round % 2 ? [...FREE_CASES].reverse() : FREE_CASES;
     if (!freeOnly) for (const k of paidOrder) await runPaid(k);
     for (const k of freeOrder) await runFree(k);
     process.stderr.write(`round ${round + 1}/${rounds}: ` + Object.entries(results).map(([k, v]) => `${k} ${v.length ? v.at(-1).rps.toFixed(0) : "-"}/s`).join(", ") + "\n");
